@@ -89,14 +89,16 @@ pub fn decode_url(input: &[u8]) -> Result<Vec<u8>, Base64Error> {
 
 /// Decodes canonical standard base64 with mandatory padding (as in `x5c`).
 pub fn decode_std(input: &[u8]) -> Result<Vec<u8>, Base64Error> {
-    if input.len() % 4 != 0 {
+    if !input.len().is_multiple_of(4) {
         return Err(Base64Error::InvalidPadding);
     }
     let pad = input.iter().rev().take_while(|&&b| b == b'=').count();
     if pad > 2 {
         return Err(Base64Error::InvalidPadding);
     }
-    let body = input.get(..input.len() - pad).ok_or(Base64Error::InvalidPadding)?;
+    let body = input
+        .get(..input.len() - pad)
+        .ok_or(Base64Error::InvalidPadding)?;
     let decoded = decode_with(body, &STD_DECODE)?;
     // The padding must be exactly what the body length implies.
     let expected_pad = (4 - body.len() % 4) % 4;
@@ -106,30 +108,56 @@ pub fn decode_std(input: &[u8]) -> Result<Vec<u8>, Base64Error> {
     Ok(decoded)
 }
 
-#[allow(clippy::indexing_slicing)]
+/// Decodes four symbols at a time: a token is decoded on every validation, so this loop is on
+/// the hot path. Invalid symbols map to 0xff, which any OR of the lookups exposes at once.
+#[allow(clippy::indexing_slicing)] // u8 indexes into a 256-entry table
 fn decode_with(input: &[u8], table: &[u8; 256]) -> Result<Vec<u8>, Base64Error> {
     if input.len() % 4 == 1 {
         return Err(Base64Error::InvalidLength);
     }
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
+    let first_invalid = |input: &[u8], base: usize| {
+        let offset = input
+            .iter()
+            .position(|&b| table[usize::from(b)] == INVALID)
+            .unwrap_or(0);
+        Base64Error::InvalidCharacter(base + offset)
+    };
+    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 2);
+    let mut chunks = input.chunks_exact(4);
+    for (index, chunk) in chunks.by_ref().enumerate() {
+        let [a, b, c, d] = [chunk[0], chunk[1], chunk[2], chunk[3]].map(|s| table[usize::from(s)]);
+        if (a | b | c | d) & 0x80 != 0 {
+            return Err(first_invalid(chunk, index * 4));
+        }
+        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
+        out.extend_from_slice(&n.to_be_bytes()[1..]);
+    }
+    let rest = chunks.remainder();
+    let base = input.len() - rest.len();
     let mut acc: u32 = 0;
-    let mut bits: u32 = 0;
-    for (offset, &byte) in input.iter().enumerate() {
-        let value = table[usize::from(byte)];
+    for &symbol in rest {
+        let value = table[usize::from(symbol)];
         if value == INVALID {
-            return Err(Base64Error::InvalidCharacter(offset));
+            return Err(first_invalid(rest, base));
         }
         acc = (acc << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
     }
-    // Leftover bits (2 or 4) must be zero: otherwise another string decodes to the same bytes.
-    if acc != 0 {
-        return Err(Base64Error::NonCanonical);
+    match rest.len() {
+        0 => {}
+        2 => {
+            // 12 bits: one byte and 4 unused bits.
+            if acc & 0x0f != 0 {
+                return Err(Base64Error::NonCanonical);
+            }
+            out.push((acc >> 4) as u8);
+        }
+        _ => {
+            // 18 bits: two bytes and 2 unused bits.
+            if acc & 0x03 != 0 {
+                return Err(Base64Error::NonCanonical);
+            }
+            out.extend_from_slice(&((acc >> 2) as u16).to_be_bytes());
+        }
     }
     Ok(out)
 }

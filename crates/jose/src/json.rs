@@ -136,11 +136,16 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
         let mut members = Map::new();
         while let Some(name) = map.next_key::<String>()? {
             let value = map.next_value_seed(inner)?;
-            if members.contains_key(&name) {
-                self.violation.set(Some(JsonError::DuplicateMember(name)));
-                return Err(de::Error::custom("duplicate member name"));
+            match members.entry(name) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    let name = slot.key().clone();
+                    self.violation.set(Some(JsonError::DuplicateMember(name)));
+                    return Err(de::Error::custom("duplicate member name"));
+                }
             }
-            members.insert(name, value);
         }
         Ok(Value::Object(members))
     }

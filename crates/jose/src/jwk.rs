@@ -47,7 +47,9 @@ pub enum JwkError {
     #[error("duplicate kid {0:?} in key set")]
     DuplicateKid(String),
     /// A private member in a set that must be public.
-    #[error("key {kid:?} carries the private member {member:?}: a public key set must not hold private keys")]
+    #[error(
+        "key {kid:?} carries the private member {member:?}: a public key set must not hold private keys"
+    )]
     PrivateMember {
         /// The key's `kid`, when it has one.
         kid: Option<String>,
@@ -234,7 +236,10 @@ impl Jwk {
                 let n = strip_leading_zeros(&b64_member(&members, "n", kid_ref)?);
                 let e = strip_leading_zeros(&b64_member(&members, "e", kid_ref)?);
                 if n.is_empty() || e.is_empty() {
-                    return Err(invalid(kid_ref, "RSA modulus and exponent must be non-zero"));
+                    return Err(invalid(
+                        kid_ref,
+                        "RSA modulus and exponent must be non-zero",
+                    ));
                 }
                 KeyMaterial::Rsa { n, e }
             }
@@ -449,7 +454,9 @@ fn ecdsa_shape(alg: Algorithm, signature: &[u8]) -> Result<(), VerifyError> {
             return if signature.len() == 64 {
                 Ok(())
             } else {
-                Err(VerifyError::BadSignature("an Ed25519 signature is 64 bytes"))
+                Err(VerifyError::BadSignature(
+                    "an Ed25519 signature is 64 bytes",
+                ))
             };
         }
         _ => return Ok(()),
@@ -474,12 +481,12 @@ fn usage_allows_verify(
     members: &Map<String, Value>,
     kid: Option<&str>,
 ) -> Result<Result<(), Unusable>, JwkError> {
-    if let Some(usage) = member_str(members, "use", kid)? {
-        if usage != "sig" {
-            return Ok(Err(Unusable(format!(
-                "the key's use is {usage:?}, not \"sig\""
-            ))));
-        }
+    if let Some(usage) = member_str(members, "use", kid)?
+        && usage != "sig"
+    {
+        return Ok(Err(Unusable(format!(
+            "the key's use is {usage:?}, not \"sig\""
+        ))));
     }
     match members.get("key_ops") {
         None => Ok(Ok(())),
@@ -497,7 +504,9 @@ fn usage_allows_verify(
             if names.contains(&"verify") {
                 Ok(Ok(()))
             } else {
-                Ok(Err(Unusable("the key's key_ops do not include \"verify\"".to_owned())))
+                Ok(Err(Unusable(
+                    "the key's key_ops do not include \"verify\"".to_owned(),
+                )))
             }
         }
         Some(_) => Err(invalid(kid, "key_ops must be an array of strings")),
@@ -664,7 +673,11 @@ impl JwkSet {
         for key in keys {
             match key {
                 Value::Object(members) => parsed.push(Jwk::from_object(members.clone())?),
-                _ => return Err(JwkError::Shape("every key must be a JSON object".to_owned())),
+                _ => {
+                    return Err(JwkError::Shape(
+                        "every key must be a JSON object".to_owned(),
+                    ));
+                }
             }
         }
         JwkSet::from_keys(parsed)
@@ -689,10 +702,10 @@ impl JwkSet {
     pub fn from_keys(keys: Vec<Jwk>) -> Result<JwkSet, JwkError> {
         let mut by_kid = HashMap::with_capacity(keys.len());
         for (index, key) in keys.iter().enumerate() {
-            if let Some(kid) = key.kid() {
-                if by_kid.insert(kid.to_owned(), index).is_some() {
-                    return Err(JwkError::DuplicateKid(kid.to_owned()));
-                }
+            if let Some(kid) = key.kid()
+                && by_kid.insert(kid.to_owned(), index).is_some()
+            {
+                return Err(JwkError::DuplicateKid(kid.to_owned()));
             }
         }
         Ok(JwkSet { keys, by_kid })

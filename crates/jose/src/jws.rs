@@ -71,7 +71,9 @@ impl<'a> CompactJws<'a> {
             ));
         };
         if header_b64.is_empty() {
-            return Err(JwsError::Malformed("the header segment is empty".to_owned()));
+            return Err(JwsError::Malformed(
+                "the header segment is empty".to_owned(),
+            ));
         }
         let decode = |segment: &str, name: &str| {
             b64::decode_url(segment.as_bytes())
@@ -159,12 +161,23 @@ impl<'a> CompactJws<'a> {
     }
 }
 
+/// A token decoded for display, with nothing verified.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// The header.
+    pub header: Map<String, Value>,
+    /// The payload as strict JSON, or why it is not.
+    pub payload: Result<Value, String>,
+}
+
 /// Decodes a token's header and payload without verifying anything, for display.
-/// The payload is returned as JSON when it is a strict JSON value.
-pub fn inspect(token: &str) -> Result<(Map<String, Value>, Result<Value, String>), JwsError> {
+pub fn inspect(token: &str) -> Result<Inspected, JwsError> {
     let jws = CompactJws::parse(token)?;
     let payload = json::parse_value(jws.payload()).map_err(|e| e.to_string());
-    Ok((jws.header, payload))
+    Ok(Inspected {
+        header: jws.header,
+        payload,
+    })
 }
 
 #[cfg(test)]

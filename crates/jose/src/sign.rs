@@ -77,7 +77,9 @@ impl SigningKey {
             Algorithm::EdDsa => {
                 Pair::EdDsa(Ed25519KeyPair::generate().map_err(|_| SignError::Backend)?)
             }
-            _ => Pair::Rs256(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| SignError::Backend)?),
+            _ => {
+                Pair::Rs256(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| SignError::Backend)?)
+            }
         };
         Ok(SigningKey {
             kid: kid.into(),
@@ -112,7 +114,10 @@ impl SigningKey {
         match &self.pair {
             Pair::Es256(pair) => {
                 let point = pair.public_key().as_ref();
-                let (x, y) = point.get(1..).unwrap_or_default().split_at(32.min(point.len().saturating_sub(1)));
+                let (x, y) = point
+                    .get(1..)
+                    .unwrap_or_default()
+                    .split_at(32.min(point.len().saturating_sub(1)));
                 m.insert("kty".into(), "EC".into());
                 m.insert("crv".into(), "P-256".into());
                 m.insert("x".into(), text(x));
@@ -152,7 +157,10 @@ impl SigningKey {
         };
         match &self.pair {
             Pair::Es256(pair) => {
-                let d = pair.private_key().as_be_bytes().map_err(|_| SignError::Backend)?;
+                let d = pair
+                    .private_key()
+                    .as_be_bytes()
+                    .map_err(|_| SignError::Backend)?;
                 secret("d", d.as_ref());
             }
             Pair::EdDsa(pair) => {
@@ -162,8 +170,7 @@ impl SigningKey {
             }
             Pair::Rs256(pair) => {
                 let pkcs8 = pair.as_der().map_err(|_| SignError::Backend)?;
-                let parts = rsa_private_components(pkcs8.as_ref())
-                    .ok_or(SignError::Backend)?;
+                let parts = rsa_private_components(pkcs8.as_ref()).ok_or(SignError::Backend)?;
                 for (name, value) in ["d", "p", "q", "dp", "dq", "qi"].iter().zip(parts.iter()) {
                     secret(name, value);
                 }
@@ -177,15 +184,19 @@ impl SigningKey {
     /// JWK for ES256, EdDSA or RS256).
     pub fn from_private_jwk(bytes: &[u8]) -> Result<SigningKey, SignError> {
         let invalid = |why: &str| SignError::InvalidKey(why.to_owned());
-        let members = json::parse_object(bytes).map_err(|e| SignError::InvalidKey(e.to_string()))?;
+        let members =
+            json::parse_object(bytes).map_err(|e| SignError::InvalidKey(e.to_string()))?;
         let text = |name: &str| members.get(name).and_then(Value::as_str);
         let bytes_of = |name: &str| -> Result<Zeroizing<Vec<u8>>, SignError> {
-            let value = text(name).ok_or_else(|| SignError::InvalidKey(format!("missing {name:?}")))?;
+            let value =
+                text(name).ok_or_else(|| SignError::InvalidKey(format!("missing {name:?}")))?;
             b64::decode_url(value.as_bytes())
                 .map(Zeroizing::new)
                 .map_err(|_| SignError::InvalidKey(format!("{name:?} is not base64url")))
         };
-        let kid = text("kid").ok_or_else(|| invalid("missing \"kid\""))?.to_owned();
+        let kid = text("kid")
+            .ok_or_else(|| invalid("missing \"kid\""))?
+            .to_owned();
         let issuer = text("issuer").map(str::to_owned);
         let pair = match (text("kty"), text("crv")) {
             (Some("EC"), Some("P-256")) => {
@@ -226,10 +237,10 @@ impl SigningKey {
             _ => return Err(invalid("unsupported key type for signing")),
         };
         let key = SigningKey { kid, issuer, pair };
-        if let Some(alg) = text("alg") {
-            if alg != key.algorithm().name() {
-                return Err(SignError::UnsupportedAlgorithm(alg.to_owned()));
-            }
+        if let Some(alg) = text("alg")
+            && alg != key.algorithm().name()
+        {
+            return Err(SignError::UnsupportedAlgorithm(alg.to_owned()));
         }
         Ok(key)
     }
@@ -311,7 +322,9 @@ fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
         }
         let (len_bytes, after) = rest.split_at_checked(count)?;
         rest = after;
-        len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
     };
     rest.split_at_checked(len)
 }

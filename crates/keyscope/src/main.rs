@@ -1,1 +1,67 @@
-fn main() {}
+//! `keyscope`: the command-line program. A thin layer over the library crates: it parses
+//! arguments, reads files and stdin with size limits, and maps answers to exit codes.
+//!
+//! Exit codes (every command): 0 success / accepted; 1 a negative answer (token rejected,
+//! signature invalid); 2 usage or input error (bad flags, unreadable or invalid key files).
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod input;
+mod key;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keyscope: identity and mail that a stolen signing key cannot open.
+#[derive(Parser)]
+#[command(
+    name = "keyscope",
+    version,
+    about = "Keyscope: identity and mail that a stolen signing key cannot open",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate and inspect tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Signature-level JWS operations (no claims policy), for interoperability testing.
+    #[command(subcommand)]
+    Jws(token::JwsCommand),
+    /// Development signing keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Measure this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Exit code for a negative answer.
+pub(crate) const EXIT_NEGATIVE: u8 = 1;
+/// Exit code for a usage or input error.
+pub(crate) const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Token(command) => token::run_token(command),
+        Command::Jws(command) => token::run_jws(command),
+        Command::Key(command) => key::run(command),
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("keyscope: error: {error:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -38,6 +38,7 @@
 pub mod decision;
 pub mod policy;
 pub mod reason;
+pub mod sample;
 pub mod validator;
 
 pub use decision::{Accepted, Decision, Rejected, TokenFacts};

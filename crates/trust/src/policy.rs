@@ -65,7 +65,9 @@ impl TokenType {
 
     /// Whether `typ` is a plain JWT type (or absent).
     pub fn is_plain_jwt_typ(typ: Option<&str>) -> bool {
-        typ.is_none_or(|t| t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("application/jwt"))
+        typ.is_none_or(|t| {
+            t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("application/jwt")
+        })
     }
 
     /// Whether a token with this `typ` is acceptable.
@@ -137,7 +139,9 @@ pub enum PolicyError {
     #[error("issuer {0:?} is listed twice")]
     DuplicateIssuer(String),
     /// A template that is not one whole path segment, or has more than one placeholder.
-    #[error("issuer template {0:?} must contain {TENANT_PLACEHOLDER} once, as a whole path segment")]
+    #[error(
+        "issuer template {0:?} must contain {TENANT_PLACEHOLDER} once, as a whole path segment"
+    )]
     BadTemplate(String),
     /// Leeway above [`MAX_LEEWAY_SECONDS`].
     #[error("leeway of {0} s is more than the maximum of {MAX_LEEWAY_SECONDS} s")]
@@ -179,7 +183,9 @@ impl IssuerPattern {
         match self {
             IssuerPattern::Exact(exact) => (exact == iss).then_some(""),
             IssuerPattern::Template { prefix, suffix } => {
-                let segment = iss.strip_prefix(prefix.as_str())?.strip_suffix(suffix.as_str())?;
+                let segment = iss
+                    .strip_prefix(prefix.as_str())?
+                    .strip_suffix(suffix.as_str())?;
                 is_tenant_segment(segment).then_some(segment)
             }
         }
@@ -190,10 +196,12 @@ impl IssuerPattern {
 /// `%`-escapes, whitespace or controls, so a tenant cannot smuggle path structure.
 pub(crate) fn is_tenant_segment(segment: &str) -> bool {
     !segment.is_empty()
+        && segment != "."
+        && segment != ".."
         && segment.len() <= 256
-        && segment.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-        })
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 pub(crate) struct IssuerEntry {
@@ -284,7 +292,10 @@ impl PolicyBuilder {
         let mut sources: Vec<Arc<dyn KeySource>> = Vec::new();
         let mut entries = Vec::with_capacity(self.issuers.len());
         for trusted in self.issuers {
-            if entries.iter().any(|e: &IssuerEntry| e.issuer == trusted.issuer) {
+            if entries
+                .iter()
+                .any(|e: &IssuerEntry| e.issuer == trusted.issuer)
+            {
                 return Err(PolicyError::DuplicateIssuer(trusted.issuer));
             }
             let pattern = IssuerPattern::parse(&trusted.issuer)?;
@@ -334,11 +345,16 @@ mod tests {
     #[test]
     fn templates_match_one_segment() {
         let p = IssuerPattern::parse("https://login.example/{tenantid}/v2.0").unwrap();
-        assert_eq!(p.matches("https://login.example/contoso/v2.0"), Some("contoso"));
+        assert_eq!(
+            p.matches("https://login.example/contoso/v2.0"),
+            Some("contoso")
+        );
         assert_eq!(p.matches("https://login.example//v2.0"), None);
         assert_eq!(p.matches("https://login.example/a/b/v2.0"), None);
         assert_eq!(p.matches("https://login.example/a?x/v2.0"), None);
         assert_eq!(p.matches("https://login.example/a%2Fb/v2.0"), None);
+        assert_eq!(p.matches("https://login.example/../v2.0"), None);
+        assert_eq!(p.matches("https://login.example/./v2.0"), None);
         let trailing = IssuerPattern::parse("https://ks.example/t/{tenantid}").unwrap();
         assert_eq!(trailing.matches("https://ks.example/t/acme"), Some("acme"));
         assert_eq!(trailing.matches("https://ks.example/t/acme/"), None);

@@ -105,10 +105,10 @@ impl Validator {
         let (source, key) = self.find_key(&snapshots, jws.kid(), alg, unverified_iss)?;
 
         // 5. Key state.
-        if let Some(kid) = key.kid() {
-            if policy.is_revoked(kid) {
-                return fail(Reason::KeyRevoked, format!("key {kid:?} has been revoked"));
-            }
+        if let Some(kid) = key.kid()
+            && policy.is_revoked(kid)
+        {
+            return fail(Reason::KeyRevoked, format!("key {kid:?} has been revoked"));
         }
         check_key_usable(key, alg)?;
         if !key.valid_at(now) {
@@ -189,15 +189,18 @@ impl Validator {
                 ),
             }
         }
-        if candidates.len() > 1 {
-            if let Some(iss) = unverified_iss {
-                candidates.retain(|(source, _)| {
-                    self.policy
-                        .issuers
-                        .iter()
-                        .any(|e| e.source == *source && e.pattern.matches(iss).is_some())
-                });
-            }
+        // Narrowing by the (unverified) issuer only disambiguates a kid that several sets
+        // share; without a kid, more than one fitting key means the token is ambiguous.
+        if candidates.len() > 1
+            && kid.is_some()
+            && let Some(iss) = unverified_iss
+        {
+            candidates.retain(|(source, _)| {
+                self.policy
+                    .issuers
+                    .iter()
+                    .any(|e| e.source == *source && e.pattern.matches(iss).is_some())
+            });
         }
         match (candidates.as_slice(), kid) {
             ([(source, key)], _) => Ok((*source, *key)),
@@ -229,10 +232,10 @@ impl Validator {
             return Ok((entry, None));
         }
         for entry in issuers {
-            if let IssuerPattern::Template { .. } = entry.pattern {
-                if let Some(segment) = entry.pattern.matches(iss) {
-                    return Ok((entry, Some(segment)));
-                }
+            if let IssuerPattern::Template { .. } = entry.pattern
+                && let Some(segment) = entry.pattern.matches(iss)
+            {
+                return Ok((entry, Some(segment)));
             }
         }
         fail(
@@ -245,7 +248,7 @@ impl Validator {
 /// Signature-level verification only (no claims, no time, no issuer policy): the structure,
 /// header, key lookup, key usability and signature checks of the validator, in the same order
 /// and with the same reason codes. For interoperability testing (`keyscope jws verify`).
-pub fn verify_jws(token: &str, keys: &JwkSet) -> Result<JwsVerified, Rejected> {
+pub fn verify_jws(token: &str, keys: &JwkSet) -> Result<JwsVerified, Box<Rejected>> {
     let mut facts = TokenFacts::default();
     let result = (|| {
         let jws = parse_structure(token)?;
@@ -253,9 +256,9 @@ pub fn verify_jws(token: &str, keys: &JwkSet) -> Result<JwsVerified, Rejected> {
         facts.kid = jws.kid().map(str::to_owned);
         let alg = check_header(&jws)?;
         let key = match jws.kid() {
-            Some(kid) => keys.get(kid).ok_or_else(|| {
-                (Reason::UnknownKey, format!("no key has kid {kid:?}"))
-            })?,
+            Some(kid) => keys
+                .get(kid)
+                .ok_or_else(|| (Reason::UnknownKey, format!("no key has kid {kid:?}")))?,
             None => {
                 let mut fitting = keys.keys().iter().filter(|k| k.could_sign(alg));
                 match (fitting.next(), fitting.next()) {
@@ -277,10 +280,12 @@ pub fn verify_jws(token: &str, keys: &JwkSet) -> Result<JwsVerified, Rejected> {
             payload: jws.payload().to_vec(),
         })
     })();
-    result.map_err(|(reason, detail)| Rejected {
-        reason,
-        detail,
-        facts,
+    result.map_err(|(reason, detail)| {
+        Box::new(Rejected {
+            reason,
+            detail,
+            facts,
+        })
     })
 }
 
@@ -313,7 +318,8 @@ fn jws_failure(error: JwsError) -> Failure {
 }
 
 fn check_key_usable(key: &Jwk, alg: Algorithm) -> Result<(), Failure> {
-    key.check_usable_for(alg).map_err(|e| verify_failure(key, e))
+    key.check_usable_for(alg)
+        .map_err(|e| verify_failure(key, e))
 }
 
 fn verify_signature(key: &Jwk, alg: Algorithm, jws: &CompactJws<'_>) -> Result<(), Failure> {
@@ -361,7 +367,11 @@ fn check_claims(claims: &Map<String, Value>, access_token: bool) -> Result<TimeC
         &JWT_REQUIRED
     };
     if let Some(missing) = required.iter().find(|name| !claims.contains_key(**name)) {
-        let kind = if access_token { "an access token" } else { "a JWT" };
+        let kind = if access_token {
+            "an access token"
+        } else {
+            "a JWT"
+        };
         return fail(
             Reason::MissingClaim,
             format!("{kind} requires the {missing:?} claim"),
@@ -407,13 +417,20 @@ fn check_claims(claims: &Map<String, Value>, access_token: bool) -> Result<TimeC
     })
 }
 
-fn check_tenant(entry: &IssuerEntry, segment: Option<&str>, tid: Option<&str>) -> Result<(), Failure> {
+fn check_tenant(
+    entry: &IssuerEntry,
+    segment: Option<&str>,
+    tid: Option<&str>,
+) -> Result<(), Failure> {
     if let Some(segment) = segment {
         match tid {
             None => {
                 return fail(
                     Reason::TenantMismatch,
-                    format!("issuer {:?} is per tenant but the token has no tid", entry.issuer),
+                    format!(
+                        "issuer {:?} is per tenant but the token has no tid",
+                        entry.issuer
+                    ),
                 );
             }
             Some(tid) if tid != segment => {
@@ -507,21 +524,21 @@ fn check_key_binding(
 }
 
 fn check_times(times: &TimeClaims, now: i64, leeway: i64, key: &Jwk) -> Result<(), Failure> {
-    if let Some(exp) = times.exp {
-        if now >= exp.saturating_add(leeway) {
-            return fail(
-                Reason::Expired,
-                format!("expired at {exp} (now {now}, leeway {leeway} s)"),
-            );
-        }
+    if let Some(exp) = times.exp
+        && now >= exp.saturating_add(leeway)
+    {
+        return fail(
+            Reason::Expired,
+            format!("expired at {exp} (now {now}, leeway {leeway} s)"),
+        );
     }
-    if let Some(nbf) = times.nbf {
-        if nbf > now.saturating_add(leeway) {
-            return fail(
-                Reason::NotYetValid,
-                format!("not valid before {nbf} (now {now}, leeway {leeway} s)"),
-            );
-        }
+    if let Some(nbf) = times.nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return fail(
+            Reason::NotYetValid,
+            format!("not valid before {nbf} (now {now}, leeway {leeway} s)"),
+        );
     }
     if let Some(iat) = times.iat {
         if iat > now.saturating_add(leeway) {

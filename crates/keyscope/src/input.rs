@@ -1,0 +1,36 @@
+//! Reading operator input with limits: nothing from outside is read unbounded.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+/// Reads at most `limit` bytes from a file; a larger file is an error, not a truncation.
+pub fn read_file_bounded(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    read_bounded(file, limit).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads at most `limit` bytes; more is an error.
+pub fn read_bounded(reader: impl Read, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let mut buffer = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader.take(cap).read_to_end(&mut buffer)?;
+    if buffer.len() > limit {
+        bail!("input is larger than {limit} bytes");
+    }
+    Ok(buffer)
+}
+
+/// Seconds since the Unix epoch, from the system clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Prints a JSON value on one line.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}

@@ -122,15 +122,24 @@ fn decode_with(input: &[u8], table: &[u8; 256]) -> Result<Vec<u8>, Base64Error> 
             .unwrap_or(0);
         Base64Error::InvalidCharacter(base + offset)
     };
-    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 2);
+    let full_chunks = input.len() / 4;
+    let tail_bytes = (input.len() % 4).saturating_sub(1);
+    let mut out = Vec::with_capacity(full_chunks * 3 + tail_bytes);
+    out.resize(full_chunks * 3, 0);
     let mut chunks = input.chunks_exact(4);
-    for (index, chunk) in chunks.by_ref().enumerate() {
-        let [a, b, c, d] = [chunk[0], chunk[1], chunk[2], chunk[3]].map(|s| table[usize::from(s)]);
+    for (chunk, bytes) in chunks.by_ref().zip(out.chunks_exact_mut(3)) {
+        let a = table[usize::from(chunk[0])];
+        let b = table[usize::from(chunk[1])];
+        let c = table[usize::from(chunk[2])];
+        let d = table[usize::from(chunk[3])];
         if (a | b | c | d) & 0x80 != 0 {
-            return Err(first_invalid(chunk, index * 4));
+            let base = chunk.as_ptr() as usize - input.as_ptr() as usize;
+            return Err(first_invalid(chunk, base));
         }
         let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
-        out.extend_from_slice(&n.to_be_bytes()[1..]);
+        bytes[0] = (n >> 16) as u8;
+        bytes[1] = (n >> 8) as u8;
+        bytes[2] = n as u8;
     }
     let rest = chunks.remainder();
     let base = input.len() - rest.len();

@@ -172,20 +172,14 @@ fn member_time(
     }
 }
 
-/// Converts a JSON number to whole seconds since the epoch, flooring fractions.
-/// Values beyond ±2^53 are refused: they are not times, and they would lose precision.
+/// Converts a JSON number to whole seconds since the epoch (see
+/// [`json::Number::as_numeric_date`]).
 pub fn numeric_date(n: &serde_json::Number) -> Option<i64> {
-    const LIMIT: i64 = 1 << 53;
-    let seconds = if let Some(i) = n.as_i64() {
-        i
-    } else {
-        let f = n.as_f64()?;
-        if !f.is_finite() || f.abs() >= LIMIT as f64 {
-            return None;
-        }
-        f.floor() as i64
+    let number = match n.as_i64() {
+        Some(i) => json::Number::Int(i),
+        None => json::Number::Float(n.as_f64()?),
     };
-    (seconds.abs() < LIMIT).then_some(seconds)
+    number.as_numeric_date()
 }
 
 fn invalid(kid: Option<&str>, detail: impl Into<String>) -> JwkError {

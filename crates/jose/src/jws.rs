@@ -47,14 +47,18 @@ pub enum JwsError {
 #[derive(Debug, Clone)]
 pub struct CompactJws<'a> {
     signing_input: &'a str,
-    header: Map<String, Value>,
+    header_json: String,
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    forbidden: Option<&'static str>,
     payload: Vec<u8>,
     signature: Vec<u8>,
 }
 
 impl<'a> CompactJws<'a> {
     /// Checks size and structure. Exactly three segments of canonical base64url without
-    /// padding or whitespace; the header must be a strict JSON object with `alg`.
+    /// padding or whitespace; the header must be a strict JSON object with a string `alg`.
     pub fn parse(token: &'a str) -> Result<CompactJws<'a>, JwsError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwsError::TooLarge(token.len()));
@@ -82,25 +86,46 @@ impl<'a> CompactJws<'a> {
         let header_bytes = decode(header_b64, "header")?;
         let payload = decode(payload_b64, "payload")?;
         let signature = decode(signature_b64, "signature")?;
-        let header = json::parse_object(&header_bytes).map_err(|e| match e {
+
+        let header = json::scan_object(&header_bytes).map_err(|e| match e {
             JsonError::DuplicateMember(name) => JwsError::DuplicateMember(name),
             JsonError::NotObject => JwsError::Malformed("the header is not a JSON object".into()),
             other => JwsError::Malformed(format!("header: {other}")),
         })?;
+        let string_member = |name: &str| -> Result<Option<String>, JwsError> {
+            match header.get(name) {
+                None => Ok(None),
+                Some(value) => value.as_str().map(|s| Some(s.into_owned())).ok_or_else(|| {
+                    JwsError::Malformed(format!("header member {name:?} must be a string"))
+                }),
+            }
+        };
+        let mut alg = None;
+        let (mut kid, mut typ) = (None, None);
         for name in STRING_HEADER_MEMBERS {
-            if header.get(name).is_some_and(|v| !v.is_string()) {
-                return Err(JwsError::Malformed(format!(
-                    "header member {name:?} must be a string"
-                )));
+            let value = string_member(name)?;
+            match name {
+                "alg" => alg = value,
+                "kid" => kid = value,
+                "typ" => typ = value,
+                _ => {}
             }
         }
-        if !header.contains_key("alg") {
-            return Err(JwsError::Malformed("the header has no \"alg\"".to_owned()));
-        }
+        let alg = alg.ok_or_else(|| JwsError::Malformed("the header has no \"alg\"".to_owned()))?;
+        let forbidden = FORBIDDEN_HEADER_MEMBERS
+            .into_iter()
+            .find(|member| header.contains(member));
+        drop(header);
+
         let signing_input_len = header_b64.len() + 1 + payload_b64.len();
         Ok(CompactJws {
             signing_input: token.get(..signing_input_len).unwrap_or_default(),
-            header,
+            // The header was validated as UTF-8 JSON by the scan above.
+            header_json: String::from_utf8(header_bytes).unwrap_or_default(),
+            alg,
+            kid,
+            typ,
+            forbidden,
             payload,
             signature,
         })
@@ -108,46 +133,42 @@ impl<'a> CompactJws<'a> {
 
     /// Checks `alg` (exact, never `none` or HMAC) and refuses [`FORBIDDEN_HEADER_MEMBERS`].
     pub fn check_header(&self) -> Result<Algorithm, JwsError> {
-        let name = self.alg_name().unwrap_or_default();
-        let alg =
-            Algorithm::from_name(name).ok_or_else(|| JwsError::AlgNotAllowed(name.to_owned()))?;
-        if let Some(member) = FORBIDDEN_HEADER_MEMBERS
-            .iter()
-            .find(|m| self.header.contains_key(**m))
-        {
-            return Err(JwsError::UnsupportedHeader((*member).to_owned()));
+        let alg = Algorithm::from_name(&self.alg)
+            .ok_or_else(|| JwsError::AlgNotAllowed(self.alg.clone()))?;
+        if let Some(member) = self.forbidden {
+            return Err(JwsError::UnsupportedHeader(member.to_owned()));
         }
         Ok(alg)
     }
 
     /// The `alg` header value as written (unchecked).
-    pub fn alg_name(&self) -> Option<&str> {
-        self.header_str("alg")
+    pub fn alg_name(&self) -> &str {
+        &self.alg
     }
 
     /// The `kid` header value.
     pub fn kid(&self) -> Option<&str> {
-        self.header_str("kid")
+        self.kid.as_deref()
     }
 
     /// The `typ` header value.
     pub fn typ(&self) -> Option<&str> {
-        self.header_str("typ")
+        self.typ.as_deref()
     }
 
-    /// A string-valued header member.
-    pub fn header_str(&self, name: &str) -> Option<&str> {
-        self.header.get(name).and_then(Value::as_str)
-    }
-
-    /// The whole header.
-    pub fn header(&self) -> &Map<String, Value> {
-        &self.header
+    /// The whole header, decoded into a map (for display; checks use the accessors).
+    pub fn header(&self) -> Map<String, Value> {
+        json::parse_object(self.header_json.as_bytes()).unwrap_or_default()
     }
 
     /// The decoded payload.
     pub fn payload(&self) -> &[u8] {
         &self.payload
+    }
+
+    /// Takes the decoded payload.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
     }
 
     /// The decoded signature.
@@ -175,7 +196,7 @@ pub fn inspect(token: &str) -> Result<Inspected, JwsError> {
     let jws = CompactJws::parse(token)?;
     let payload = json::parse_value(jws.payload()).map_err(|e| e.to_string());
     Ok(Inspected {
-        header: jws.header,
+        header: jws.header(),
         payload,
     })
 }

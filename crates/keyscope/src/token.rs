@@ -8,12 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use keyscope_jose::jwk::MAX_JWKS_BYTES;
-use keyscope_jose::{JwkSet, MAX_TOKEN_BYTES, b64, jws};
+use keyscope_jose::{JwkSet, MAX_TOKEN_BYTES, SigningKey, b64, jws};
 use keyscope_trust::{
     DEFAULT_LEEWAY_SECONDS, Decision, KeySource, Policy, Reason, Rejected, StaticKeys, TokenFacts,
     TokenType, TrustedIssuer, Validator, verify_jws,
 };
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use crate::EXIT_NEGATIVE;
 use crate::input::{print_json, read_bounded, read_file_bounded, unix_now};
@@ -27,6 +28,18 @@ pub enum TokenCommand {
     /// Validate a token against a trust policy. Prints one JSON object; exit 0 when
     /// accepted, 1 when rejected (with the reason code), 2 when the policy input is unusable.
     Verify(VerifyArgs),
+    /// Sign claims with a development key from `keyscope key generate` (prints the token).
+    /// Real tokens come from the identity service; this is for development and tests.
+    Sign {
+        /// The private JWK file written by `keyscope key generate`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The `typ` header ("at+jwt" for access tokens, "JWT" for plain JWTs).
+        #[arg(long, default_value = "at+jwt")]
+        typ: String,
+        /// The claims as a JSON object, or `-` to read them from stdin.
+        claims: String,
+    },
     /// Decode a token's header and claims WITHOUT verifying anything.
     Inspect {
         /// The token, or `-` to read it from stdin.
@@ -112,6 +125,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     match command {
         TokenCommand::Verify(args) => verify(args),
         TokenCommand::Inspect { token, json } => inspect(&token, json),
+        TokenCommand::Sign { key, typ, claims } => sign(&key, &typ, &claims),
     }
 }
 
@@ -176,6 +190,31 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Decision::Accepted(_) => ExitCode::SUCCESS,
         Decision::Rejected(_) => ExitCode::from(EXIT_NEGATIVE),
     })
+}
+
+/// Largest claims document accepted for signing.
+const MAX_CLAIMS_BYTES: usize = 8 * 1024;
+
+fn sign(key_path: &Path, typ: &str, claims: &str) -> anyhow::Result<ExitCode> {
+    let key_bytes = Zeroizing::new(read_file_bounded(key_path, 64 * 1024)?);
+    let key = SigningKey::from_private_jwk(&key_bytes)
+        .with_context(|| format!("cannot use signing key {}", key_path.display()))?;
+    let claims = if claims == "-" {
+        read_bounded(std::io::stdin().lock(), MAX_CLAIMS_BYTES).context("cannot read claims")?
+    } else {
+        claims.as_bytes().to_vec()
+    };
+    if claims.len() > MAX_CLAIMS_BYTES {
+        bail!("claims are larger than {MAX_CLAIMS_BYTES} bytes");
+    }
+    // Strict JSON object, so that Keyscope never signs what its own validator would refuse.
+    keyscope_jose::json::scan_object(&claims).context("claims must be one strict JSON object")?;
+    let mut header = serde_json::Map::new();
+    if !typ.is_empty() {
+        header.insert("typ".to_owned(), Value::String(typ.to_owned()));
+    }
+    println!("{}", key.sign_compact(header, &claims)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inspect(token: &str, as_json: bool) -> anyhow::Result<ExitCode> {

@@ -1,6 +1,9 @@
 //! The outcome of a validation, carrying what an audit record needs either way.
 
+use std::borrow::Cow;
+
 use keyscope_jose::Algorithm;
+use keyscope_jose::json::{self, Kind, ObjectView};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -30,30 +33,44 @@ pub struct TokenFacts {
 }
 
 impl TokenFacts {
-    pub(crate) fn read_claims(&mut self, claims: &Map<String, Value>) {
-        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        self.iss = text("iss");
-        self.sub = text("sub");
-        self.tid = text("tid");
-        self.client_id = text("client_id").or_else(|| text("azp"));
-        self.jti = text("jti");
-        self.aud = match claims.get("aud") {
-            Some(Value::String(aud)) => vec![aud.clone()],
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
-        };
+    /// Reads the audit-relevant claims in one pass over the members, keeping only those of
+    /// the right type (types are judged later, in check order).
+    pub(crate) fn read_claims(&mut self, claims: &ObjectView<'_>) {
+        let mut azp = None;
+        for (name, value) in claims.members() {
+            let text = || value.as_str().map(Cow::into_owned);
+            match name.as_ref() {
+                "iss" => self.iss = text(),
+                "sub" => self.sub = text(),
+                "tid" => self.tid = text(),
+                "client_id" => self.client_id = text(),
+                "azp" => azp = text(),
+                "jti" => self.jti = text(),
+                "aud" => {
+                    self.aud = match value.kind() {
+                        Kind::Array => value
+                            .array_items()
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(|item| item.as_str().map(Cow::into_owned))
+                            .collect(),
+                        _ => text().into_iter().collect(),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.client_id.is_none() {
+            self.client_id = azp;
+        }
     }
 }
 
 /// A token that passed every check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
-    /// The verified claims.
-    pub claims: Map<String, Value>,
+    /// The verified claims as JSON text (strict JSON, already checked).
+    pub claims_json: String,
     /// The algorithm of the signature.
     pub alg: Algorithm,
     /// The `kid` of the key that verified it (`None` for a key without `kid`).
@@ -64,6 +81,14 @@ pub struct Accepted {
     pub trusted_issuer: String,
     /// The verified facts, for the audit record.
     pub facts: TokenFacts,
+}
+
+impl Accepted {
+    /// The verified claims as a map. Decoded on request: validation itself reads only the
+    /// claims it checks, so services that need just the facts never pay for the whole map.
+    pub fn claims(&self) -> Map<String, Value> {
+        json::parse_object(self.claims_json.as_bytes()).unwrap_or_default()
+    }
 }
 
 /// A refused token.
@@ -113,7 +138,7 @@ impl Decision {
         match self {
             Decision::Accepted(a) => serde_json::json!({
                 "valid": true,
-                "claims": a.claims,
+                "claims": a.claims(),
                 "kid": a.kid,
                 "alg": a.alg,
                 "issuer": a.issuer,

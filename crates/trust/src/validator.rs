@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
-use keyscope_jose::json::{self, JsonError};
-use keyscope_jose::jwk::numeric_date;
+use keyscope_jose::json::{self, JsonError, Kind, Number, ObjectView, RawValue};
 use keyscope_jose::{Algorithm, CompactJws, Jwk, JwkSet, JwsError, MAX_TOKEN_BYTES, VerifyError};
-use serde_json::{Map, Value};
 
 use crate::decision::{Accepted, Decision, Rejected, TokenFacts};
 use crate::policy::{IssuerEntry, IssuerPattern, Policy, TENANT_PLACEHOLDER, TokenType};
@@ -73,9 +71,9 @@ impl Validator {
 
         // 1–2. Size, structure, strict JSON for header and claims.
         let jws = parse_structure(token)?;
-        facts.alg = jws.alg_name().map(str::to_owned);
+        facts.alg = Some(jws.alg_name().to_owned());
         facts.kid = jws.kid().map(str::to_owned);
-        let claims = json::parse_object(jws.payload()).or_else(|e| match e {
+        let claims = json::scan_object(jws.payload()).or_else(|e| match e {
             JsonError::DuplicateMember(name) => fail(
                 Reason::DuplicateMember,
                 format!("duplicate member {name:?} in the claims"),
@@ -132,15 +130,17 @@ impl Validator {
             TokenType::Any => TokenType::is_access_token_typ(typ),
         };
         let times = check_claims(&claims, access_token)?;
-        let iss = claim_str(&claims, "iss").unwrap_or_default().to_owned();
+        drop(claims);
+        // Both token types require iss, and its type was checked: it is in the facts.
+        let iss = facts.iss.as_deref().unwrap_or_default();
 
         // 8. Issuer.
-        let (entry, segment) = self.match_issuer(&iss)?;
+        let (entry, segment) = self.match_issuer(iss)?;
 
         // 9. Tenant, then the key's binding to the issuer.
-        let tid = claim_str(&claims, "tid");
+        let tid = facts.tid.as_deref();
         check_tenant(entry, segment, tid)?;
-        check_key_binding(entry, source, key, &iss, tid)?;
+        check_key_binding(entry, source, key, iss, tid)?;
 
         // 10. Audience.
         if !entry.audiences.is_empty() && !facts.aud.iter().any(|a| entry.audiences.contains(a)) {
@@ -157,10 +157,11 @@ impl Validator {
         check_times(&times, now, policy.leeway, key)?;
 
         Ok(Accepted {
-            claims,
+            issuer: iss.to_owned(),
             alg,
             kid: key.kid().map(str::to_owned),
-            issuer: iss,
+            // The scan above proved the payload is UTF-8 JSON.
+            claims_json: String::from_utf8(jws.into_payload()).unwrap_or_default(),
             trusted_issuer: entry.issuer.clone(),
             facts: TokenFacts::default(),
         })
@@ -252,7 +253,7 @@ pub fn verify_jws(token: &str, keys: &JwkSet) -> Result<JwsVerified, Box<Rejecte
     let mut facts = TokenFacts::default();
     let result = (|| {
         let jws = parse_structure(token)?;
-        facts.alg = jws.alg_name().map(str::to_owned);
+        facts.alg = Some(jws.alg_name().to_owned());
         facts.kid = jws.kid().map(str::to_owned);
         let alg = check_header(&jws)?;
         let key = match jws.kid() {
@@ -346,10 +347,6 @@ fn window(key: &Jwk) -> String {
     format!("[{}, {}]", show(key.not_before()), show(key.not_after()))
 }
 
-fn claim_str<'c>(claims: &'c Map<String, Value>, name: &str) -> Option<&'c str> {
-    claims.get(name).and_then(Value::as_str)
-}
-
 struct TimeClaims {
     exp: Option<i64>,
     nbf: Option<i64>,
@@ -360,13 +357,25 @@ const ACCESS_TOKEN_REQUIRED: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "jt
 const JWT_REQUIRED: [&str; 3] = ["iss", "aud", "exp"];
 const STRING_CLAIMS: [&str; 7] = ["iss", "sub", "jti", "client_id", "tid", "scope", "azp"];
 
-fn check_claims(claims: &Map<String, Value>, access_token: bool) -> Result<TimeClaims, Failure> {
+fn check_claims(claims: &ObjectView<'_>, access_token: bool) -> Result<TimeClaims, Failure> {
     let required: &[&str] = if access_token {
         &ACCESS_TOKEN_REQUIRED
     } else {
         &JWT_REQUIRED
     };
-    if let Some(missing) = required.iter().find(|name| !claims.contains_key(**name)) {
+    // Presence of every required claim, from one pass over the member names.
+    let mut present = [false; ACCESS_TOKEN_REQUIRED.len()];
+    for (name, _) in claims.members() {
+        if let Some(index) = required.iter().position(|r| *r == name.as_ref())
+            && let Some(flag) = present.get_mut(index) {
+                *flag = true;
+            }
+    }
+    if let Some(missing) = required
+        .iter()
+        .zip(present)
+        .find_map(|(name, found)| (!found).then_some(name))
+    {
         let kind = if access_token {
             "an access token"
         } else {
@@ -377,44 +386,67 @@ fn check_claims(claims: &Map<String, Value>, access_token: bool) -> Result<TimeC
             format!("{kind} requires the {missing:?} claim"),
         );
     }
-    for name in STRING_CLAIMS {
-        if claims.get(name).is_some_and(|v| !v.is_string()) {
+    let mut times = TimeClaims {
+        exp: None,
+        nbf: None,
+        iat: None,
+    };
+    // One pass over the members: claims are looked up by name only once each.
+    for (name, value) in claims.members() {
+        let name = name.as_ref();
+        if STRING_CLAIMS.contains(&name) && value.kind() != Kind::String {
             return fail(
                 Reason::InvalidClaim,
                 format!("claim {name:?} must be a string"),
             );
         }
-    }
-    match claims.get("aud") {
-        None | Some(Value::String(_)) => {}
-        Some(Value::Array(list)) if !list.is_empty() && list.iter().all(Value::is_string) => {}
-        Some(_) => {
-            return fail(
-                Reason::InvalidClaim,
-                "claim \"aud\" must be a string or a non-empty array of strings",
-            );
+        match name {
+            "aud" => {
+                let valid = match value.kind() {
+                    Kind::String => true,
+                    Kind::Array => value.array_items().is_some_and(|items| {
+                        !items.is_empty() && items.iter().all(|i| i.kind() == Kind::String)
+                    }),
+                    _ => false,
+                };
+                if !valid {
+                    return fail(
+                        Reason::InvalidClaim,
+                        "claim \"aud\" must be a string or a non-empty array of strings",
+                    );
+                }
+            }
+            "exp" | "nbf" | "iat" => {
+                let seconds = numeric_date(name, *value)?;
+                match name {
+                    "exp" => times.exp = Some(seconds),
+                    "nbf" => times.nbf = Some(seconds),
+                    _ => times.iat = Some(seconds),
+                }
+            }
+            _ => {}
         }
     }
-    let time = |name: &str| -> Result<Option<i64>, Failure> {
-        match claims.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => numeric_date(n).map(Some).ok_or_else(|| {
-                (
-                    Reason::InvalidClaim,
-                    format!("claim {name:?} is not a usable NumericDate"),
-                )
-            }),
-            Some(_) => fail(
+    Ok(times)
+}
+
+/// A NumericDate claim: a JSON number (never a string, CVE-2026-25537) of plausible size.
+fn numeric_date(name: &str, value: RawValue<'_>) -> Result<i64, Failure> {
+    if value.kind() != Kind::Number {
+        return fail(
+            Reason::InvalidClaim,
+            format!("claim {name:?} must be a NumericDate number"),
+        );
+    }
+    value
+        .as_number()
+        .and_then(Number::as_numeric_date)
+        .ok_or_else(|| {
+            (
                 Reason::InvalidClaim,
-                format!("claim {name:?} must be a NumericDate number"),
-            ),
-        }
-    };
-    Ok(TimeClaims {
-        exp: time("exp")?,
-        nbf: time("nbf")?,
-        iat: time("iat")?,
-    })
+                format!("claim {name:?} is not a usable NumericDate"),
+            )
+        })
 }
 
 fn check_tenant(

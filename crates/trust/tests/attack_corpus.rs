@@ -2284,7 +2284,7 @@ fn assert_accepted(
     assert_eq!(facts.aud, [aud]);
     assert_eq!(facts.kid.as_deref(), Some(kid));
     assert_eq!(facts.alg.as_deref(), Some(alg.name()));
-    assert_eq!(accepted.claims["sub"], "alice");
+    assert_eq!(accepted.claims()["sub"], "alice");
     accepted
 }
 

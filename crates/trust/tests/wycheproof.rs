@@ -355,7 +355,7 @@ fn run_file(
                     }
                     let hmac_header = CompactJws::parse(&token)
                         .ok()
-                        .and_then(|jws| jws.alg_name().map(|alg| alg.starts_with("HS")))
+                        .map(|jws| jws.alg_name().starts_with("HS"))
                         .unwrap_or(false);
                     if hmac_header && outcome != Outcome::Rejected(Reason::AlgNotAllowed) {
                         failures.push(format!(

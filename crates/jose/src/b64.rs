@@ -44,8 +44,36 @@ const fn reverse(alphabet: &[u8; 64]) -> [u8; 256] {
     table
 }
 
-static URL_DECODE: [u8; 256] = reverse(URL_ALPHABET);
-static STD_DECODE: [u8; 256] = reverse(STD_ALPHABET);
+/// Decoding tables with each symbol's 6 bits already shifted to their place in a 24-bit
+/// group, so that four symbols combine with three ORs. Bit 31 marks an invalid symbol.
+struct Decoder {
+    symbols: [u8; 256],
+    shifted: [[u32; 256]; 4],
+}
+
+const INVALID_BIT: u32 = 1 << 31;
+
+#[allow(clippy::indexing_slicing)] // u8 indexes into 256-entry tables
+const fn decoder(alphabet: &[u8; 64]) -> Decoder {
+    let symbols = reverse(alphabet);
+    let mut shifted = [[INVALID_BIT; 256]; 4];
+    let mut byte = 0;
+    while byte < 256 {
+        let value = symbols[byte];
+        if value != INVALID {
+            let value = value as u32;
+            shifted[0][byte] = value << 18;
+            shifted[1][byte] = value << 12;
+            shifted[2][byte] = value << 6;
+            shifted[3][byte] = value;
+        }
+        byte += 1;
+    }
+    Decoder { symbols, shifted }
+}
+
+static URL_DECODE: Decoder = decoder(URL_ALPHABET);
+static STD_DECODE: Decoder = decoder(STD_ALPHABET);
 
 /// Encodes bytes as base64url without padding.
 pub fn encode_url(input: &[u8]) -> String {
@@ -109,12 +137,14 @@ pub fn decode_std(input: &[u8]) -> Result<Vec<u8>, Base64Error> {
 }
 
 /// Decodes four symbols at a time: a token is decoded on every validation, so this loop is on
-/// the hot path. Invalid symbols map to 0xff, which any OR of the lookups exposes at once.
-#[allow(clippy::indexing_slicing)] // u8 indexes into a 256-entry table
-fn decode_with(input: &[u8], table: &[u8; 256]) -> Result<Vec<u8>, Base64Error> {
+/// the hot path.
+#[allow(clippy::indexing_slicing)] // u8 indexes into 256-entry tables
+fn decode_with(input: &[u8], decoder: &Decoder) -> Result<Vec<u8>, Base64Error> {
     if input.len() % 4 == 1 {
         return Err(Base64Error::InvalidLength);
     }
+    let table = &decoder.symbols;
+    let [t0, t1, t2, t3] = &decoder.shifted;
     let first_invalid = |input: &[u8], base: usize| {
         let offset = input
             .iter()
@@ -127,16 +157,14 @@ fn decode_with(input: &[u8], table: &[u8; 256]) -> Result<Vec<u8>, Base64Error> 
     let mut out = Vec::with_capacity(full_chunks * 3 + tail_bytes);
     out.resize(full_chunks * 3, 0);
     let mut chunks = input.chunks_exact(4);
-    for (chunk, bytes) in chunks.by_ref().zip(out.chunks_exact_mut(3)) {
-        let a = table[usize::from(chunk[0])];
-        let b = table[usize::from(chunk[1])];
-        let c = table[usize::from(chunk[2])];
-        let d = table[usize::from(chunk[3])];
-        if (a | b | c | d) & 0x80 != 0 {
-            let base = chunk.as_ptr() as usize - input.as_ptr() as usize;
-            return Err(first_invalid(chunk, base));
+    for (index, (chunk, bytes)) in chunks.by_ref().zip(out.chunks_exact_mut(3)).enumerate() {
+        let n = t0[usize::from(chunk[0])]
+            | t1[usize::from(chunk[1])]
+            | t2[usize::from(chunk[2])]
+            | t3[usize::from(chunk[3])];
+        if n & INVALID_BIT != 0 {
+            return Err(first_invalid(chunk, index * 4));
         }
-        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
         bytes[0] = (n >> 16) as u8;
         bytes[1] = (n >> 8) as u8;
         bytes[2] = n as u8;

@@ -78,6 +78,13 @@ impl<'a> RawValue<'a> {
         if self.kind != Kind::String {
             return None;
         }
+        // The scan already validated the string: without escapes it is its own content.
+        if !self.text.contains('\\') {
+            return self
+                .text
+                .get(1..self.text.len().saturating_sub(1))
+                .map(Cow::Borrowed);
+        }
         let mut scanner = Scanner::new(self.text);
         scanner.pos = 1;
         scanner.string(true).ok()

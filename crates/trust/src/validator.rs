@@ -355,7 +355,27 @@ struct TimeClaims {
 
 const ACCESS_TOKEN_REQUIRED: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"];
 const JWT_REQUIRED: [&str; 3] = ["iss", "aud", "exp"];
-const STRING_CLAIMS: [&str; 7] = ["iss", "sub", "jti", "client_id", "tid", "scope", "azp"];
+/// A bit per claim that some token type requires (0 for others).
+fn required_claim_bit(name: &str) -> u8 {
+    match name {
+        "iss" => 1,
+        "sub" => 2,
+        "aud" => 4,
+        "exp" => 8,
+        "iat" => 16,
+        "jti" => 32,
+        "client_id" => 64,
+        _ => 0,
+    }
+}
+
+/// Claims that must be strings when present.
+fn is_string_claim(name: &str) -> bool {
+    matches!(
+        name,
+        "iss" | "sub" | "jti" | "client_id" | "tid" | "scope" | "azp"
+    )
+}
 
 fn check_claims(claims: &ObjectView<'_>, access_token: bool) -> Result<TimeClaims, Failure> {
     let required: &[&str] = if access_token {
@@ -364,17 +384,13 @@ fn check_claims(claims: &ObjectView<'_>, access_token: bool) -> Result<TimeClaim
         &JWT_REQUIRED
     };
     // Presence of every required claim, from one pass over the member names.
-    let mut present = [false; ACCESS_TOKEN_REQUIRED.len()];
+    let mut present = 0u8;
     for (name, _) in claims.members() {
-        if let Some(index) = required.iter().position(|r| *r == name.as_ref())
-            && let Some(flag) = present.get_mut(index) {
-                *flag = true;
-            }
+        present |= required_claim_bit(name);
     }
     if let Some(missing) = required
         .iter()
-        .zip(present)
-        .find_map(|(name, found)| (!found).then_some(name))
+        .find(|name| present & required_claim_bit(name) == 0)
     {
         let kind = if access_token {
             "an access token"
@@ -394,7 +410,7 @@ fn check_claims(claims: &ObjectView<'_>, access_token: bool) -> Result<TimeClaim
     // One pass over the members: claims are looked up by name only once each.
     for (name, value) in claims.members() {
         let name = name.as_ref();
-        if STRING_CLAIMS.contains(&name) && value.kind() != Kind::String {
+        if is_string_claim(name) && value.kind() != Kind::String {
             return fail(
                 Reason::InvalidClaim,
                 format!("claim {name:?} must be a string"),

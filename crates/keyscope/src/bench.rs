@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -48,18 +48,24 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         if !s.validator.validate(&s.token, s.now).is_accepted() {
             bail!("the {alg} sample token was not accepted; the benchmark would be meaningless");
         }
-        let (full, bare) = interleaved_rates(
+        let rates = sample::interleaved_rates(
             budget,
-            || {
-                black_box(s.validator.validate(black_box(&s.token), s.now));
-            },
-            || {
-                let _ = black_box(
-                    s.bare_key
-                        .verify_sig(black_box(&s.signing_input), black_box(&s.signature)),
-                );
-            },
+            &mut [
+                &mut || {
+                    black_box(s.validator.validate(black_box(&s.token), s.now));
+                },
+                &mut || {
+                    let _ = black_box(
+                        s.bare_key
+                            .verify_sig(black_box(&s.signing_input), black_box(&s.signature)),
+                    );
+                },
+            ],
         );
+        let (full, bare) = match rates.as_slice() {
+            [full, bare] => (*full, *bare),
+            _ => bail!("measurement failed"),
+        };
         rows.push(Row { alg, full, bare });
     }
     if json {
@@ -100,33 +106,4 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Times two operations in alternating slices of about 50 ms until each has had `budget`,
-/// and returns both rates in operations per second. Alternating keeps frequency scaling and
-/// background load from favouring whichever ran first.
-fn interleaved_rates(budget: Duration, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
-    const SLICE: Duration = Duration::from_millis(50);
-    let mut totals = [(Duration::ZERO, 0u64); 2];
-    // Warm caches and branch predictors before timing.
-    for _ in 0..32 {
-        a();
-        b();
-    }
-    while totals.iter().any(|(spent, _)| *spent < budget) {
-        for (index, total) in totals.iter_mut().enumerate() {
-            let start = Instant::now();
-            let mut done = 0u64;
-            while start.elapsed() < SLICE {
-                for _ in 0..16 {
-                    if index == 0 { a() } else { b() }
-                }
-                done += 16;
-            }
-            total.0 += start.elapsed();
-            total.1 += done;
-        }
-    }
-    let [first, second] = totals.map(|(spent, done)| done as f64 / spent.as_secs_f64());
-    (first, second)
 }

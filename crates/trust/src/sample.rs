@@ -5,6 +5,7 @@
 //! aws-lc-rs signature check over the same signing input with the same, pre-parsed key.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use keyscope_jose::{Algorithm, CompactJws, JwkSet, KeyMaterial, SigningKey};
@@ -110,4 +111,38 @@ fn bare_key(material: &KeyMaterial, alg: Algorithm) -> Result<ParsedPublicKey, S
             .map_err(sample_error),
         _ => Err(SampleError(format!("no bare verifier for {alg}"))),
     }
+}
+
+/// Times several operations in alternating slices of about 50 ms until each has run for
+/// `budget`, and returns their rates in operations per second, in order. Alternating keeps
+/// frequency scaling, steal time and background load from favouring whichever ran first, so
+/// the ratios between the rates are trustworthy even on a noisy machine.
+pub fn interleaved_rates(budget: Duration, ops: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    const SLICE: Duration = Duration::from_millis(50);
+    const BATCH: u64 = 16;
+    let mut totals = vec![(Duration::ZERO, 0u64); ops.len()];
+    // Warm caches and branch predictors before timing.
+    for op in ops.iter_mut() {
+        for _ in 0..BATCH {
+            op();
+        }
+    }
+    while totals.iter().any(|(spent, _)| *spent < budget) {
+        for (op, total) in ops.iter_mut().zip(totals.iter_mut()) {
+            let start = Instant::now();
+            let mut done = 0u64;
+            while start.elapsed() < SLICE {
+                for _ in 0..BATCH {
+                    op();
+                }
+                done += BATCH;
+            }
+            total.0 += start.elapsed();
+            total.1 += done;
+        }
+    }
+    totals
+        .into_iter()
+        .map(|(spent, done)| done as f64 / spent.as_secs_f64())
+        .collect()
 }

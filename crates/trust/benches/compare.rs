@@ -6,7 +6,12 @@
 //! Run: `cargo bench -p keyscope-trust --bench compare` (`KEYSCOPE_BENCH_SECONDS`, default 5,
 //! sets the time per contender and algorithm).
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

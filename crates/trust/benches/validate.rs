@@ -7,7 +7,12 @@
 //! leeway, `exp`, `iss`, `aud` and `sub` required. It does not check `typ`, `iat`, `jti`,
 //! `client_id`, tenants, key validity windows or key-to-issuer binding, so it does less work.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 use std::time::{SystemTime, UNIX_EPOCH};

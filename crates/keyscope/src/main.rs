@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod bench;
 mod input;
 mod key;
@@ -39,6 +40,9 @@ enum Command {
     /// Development signing keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Measure this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Token(command) => token::run_token(command),
         Command::Jws(command) => token::run_jws(command),
         Command::Key(command) => key::run(command),
+        Command::Audit(command) => audit::run(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

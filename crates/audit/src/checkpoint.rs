@@ -1,0 +1,129 @@
+//! Signed checkpoints: (tree size, root hash, time), signed with the audit key.
+//!
+//! The audit key is an Ed25519 key of its own, generated on first use and stored beside the
+//! log. It is never a token-signing key, and what it signs is a domain-separated text, not a
+//! JWS, so a checkpoint signature can never be replayed as a token (or the reverse).
+
+use std::path::Path;
+
+use keyscope_jose::{Algorithm, Jwk, SigningKey, b64};
+use serde::{Deserialize, Serialize};
+
+use crate::AuditError;
+use crate::merkle::Hash;
+
+/// What a checkpoint signature covers.
+const DOMAIN: &str = "keyscope-audit-checkpoint/v1";
+
+/// A signed statement of the log's size and root at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Number of records covered.
+    pub size: u64,
+    /// Merkle tree hash of those records, base64url.
+    pub root: String,
+    /// When it was signed (RFC 3339 UTC).
+    pub time: String,
+    /// The audit key's id.
+    pub kid: String,
+    /// Ed25519 signature over the domain-separated statement, base64url.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    fn statement(size: u64, root: &str, time: &str, kid: &str) -> String {
+        format!("{DOMAIN}\n{size}\n{root}\n{time}\n{kid}\n")
+    }
+
+    /// Signs a checkpoint.
+    pub fn sign(
+        key: &SigningKey,
+        size: u64,
+        root: &Hash,
+        time: String,
+    ) -> Result<Self, AuditError> {
+        let root = b64::encode_url(root);
+        let statement = Checkpoint::statement(size, &root, &time, key.kid());
+        let signature = key
+            .sign_bytes(statement.as_bytes())
+            .map_err(|e| AuditError::Key(e.to_string()))?;
+        Ok(Checkpoint {
+            size,
+            root,
+            time,
+            kid: key.kid().to_owned(),
+            signature: b64::encode_url(&signature),
+        })
+    }
+
+    /// Whether the signature verifies with the audit public key.
+    pub fn signature_valid(&self, public: &Jwk) -> bool {
+        if public.kid() != Some(self.kid.as_str()) {
+            return false;
+        }
+        let Ok(signature) = b64::decode_url(self.signature.as_bytes()) else {
+            return false;
+        };
+        let statement = Checkpoint::statement(self.size, &self.root, &self.time, &self.kid);
+        public
+            .verify(Algorithm::EdDsa, statement.as_bytes(), &signature)
+            .is_ok()
+    }
+
+    /// The root hash, decoded.
+    pub fn root_hash(&self) -> Option<Hash> {
+        let bytes = b64::decode_url(self.root.as_bytes()).ok()?;
+        bytes.try_into().ok()
+    }
+
+    /// Reads a checkpoint saved as JSON (as `keyscope audit checkpoint` prints it).
+    pub fn load(path: &Path) -> Result<Checkpoint, AuditError> {
+        let bytes = std::fs::read(path).map_err(|e| AuditError::io(path, e))?;
+        if bytes.len() > 64 * 1024 {
+            return Err(AuditError::Checkpoint("checkpoint file too large".into()));
+        }
+        keyscope_jose::json::validate(&bytes)
+            .map_err(|e| AuditError::Checkpoint(format!("{}: {e}", path.display())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AuditError::Checkpoint(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Loads the audit key pair from `dir`, creating it on first use.
+pub(crate) fn load_or_create_key(dir: &Path) -> Result<(SigningKey, Jwk), AuditError> {
+    let private_path = dir.join("audit-key.private.jwk");
+    let public_path = dir.join("audit-key.jwk");
+    if private_path.exists() {
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(&private_path).map_err(|e| AuditError::io(&private_path, e))?,
+        );
+        let key = SigningKey::from_private_jwk(&bytes)
+            .map_err(|e| AuditError::Key(format!("{}: {e}", private_path.display())))?;
+        let public = key
+            .public_jwk()
+            .map_err(|e| AuditError::Key(e.to_string()))?;
+        return Ok((key, public));
+    }
+    let kid = format!("audit-{}", crate::event::now_micros());
+    let key = SigningKey::generate(Algorithm::EdDsa, kid, None)
+        .map_err(|e| AuditError::Key(e.to_string()))?;
+    let private = key
+        .to_private_jwk()
+        .map_err(|e| AuditError::Key(e.to_string()))?;
+    crate::fsutil::write_new_private(&private_path, private.as_bytes())?;
+    let public_members = serde_json::Value::Object(key.public_jwk_members()).to_string();
+    crate::fsutil::write_atomic(&public_path, public_members.as_bytes())?;
+    let public = key
+        .public_jwk()
+        .map_err(|e| AuditError::Key(e.to_string()))?;
+    Ok((key, public))
+}
+
+/// Loads the audit public key from `dir` (for verification without the private key).
+pub(crate) fn load_public_key(dir: &Path) -> Result<Jwk, AuditError> {
+    let path = dir.join("audit-key.jwk");
+    let bytes = std::fs::read(&path).map_err(|e| AuditError::io(&path, e))?;
+    let members = keyscope_jose::json::parse_object(&bytes)
+        .map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))?;
+    Jwk::from_object(members).map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))
+}

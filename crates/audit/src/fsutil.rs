@@ -1,0 +1,44 @@
+//! Small durable-file helpers.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::AuditError;
+
+/// Creates a new file with mode 0600 and the given contents, durably; never overwrites.
+pub(crate) fn write_new_private(path: &Path, contents: &[u8]) -> Result<(), AuditError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| AuditError::io(path, e))?;
+    file.write_all(contents)
+        .map_err(|e| AuditError::io(path, e))?;
+    file.sync_all().map_err(|e| AuditError::io(path, e))?;
+    sync_parent(path)
+}
+
+/// Replaces a file atomically (write a temporary, fsync, rename, fsync the directory).
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), AuditError> {
+    let temporary = path.with_extension("tmp");
+    {
+        let mut file = File::create(&temporary).map_err(|e| AuditError::io(&temporary, e))?;
+        file.write_all(contents)
+            .map_err(|e| AuditError::io(&temporary, e))?;
+        file.sync_all().map_err(|e| AuditError::io(&temporary, e))?;
+    }
+    fs::rename(&temporary, path).map_err(|e| AuditError::io(path, e))?;
+    sync_parent(path)
+}
+
+/// Makes a directory entry change (a new or renamed file) durable.
+pub(crate) fn sync_parent(path: &Path) -> Result<(), AuditError> {
+    if let Some(parent) = path.parent() {
+        let dir = File::open(parent).map_err(|e| AuditError::io(parent, e))?;
+        dir.sync_all().map_err(|e| AuditError::io(parent, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Keyscope's tamper-evident audit log.
+//!
+//! Every service writes its security-relevant events here: token issuance and validation,
+//! sign-ins, mailbox access, key lifecycle, alerts. The log is append-only segment files with
+//! an RFC 6962 Merkle tree over the records, a hash chain between consecutive records, and a
+//! checkpoint (size, root, time) signed with a dedicated audit key after every committed
+//! batch. An append is acknowledged only once its batch and checkpoint are fsynced; an
+//! operator can later prove that nothing was edited, reordered or cut off
+//! ([`verify`]), prove a record's inclusion and the consistency of two checkpoints.
+//!
+//! Boundaries: this crate knows files and hashes, not services. It does no network I/O.
+//!
+//! Not yet: retention (pruning with a summarising checkpoint), pushing checkpoints to an HTTP
+//! endpoint, and an index for search (search scans).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod event;
+mod fsutil;
+pub mod log;
+pub mod merkle;
+pub mod scan;
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+pub use checkpoint::Checkpoint;
+pub use event::{EventError, parse_event};
+pub use log::AuditLog;
+pub use scan::{Defect, audit_dir};
+
+/// What can go wrong with the audit log.
+#[derive(Debug, Clone, Error)]
+pub enum AuditError {
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The event was refused.
+    #[error(transparent)]
+    Event(EventError),
+    /// The audit key could not be loaded or used.
+    #[error("audit key: {0}")]
+    Key(String),
+    /// A checkpoint file could not be read.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The log on disk is not intact.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Another process holds the log.
+    #[error("{0}")]
+    Busy(String),
+    /// A write failed; the log refuses further appends until reopened.
+    #[error("{0}")]
+    Failed(String),
+    /// The log was closed.
+    #[error("the audit log is closed")]
+    Closed,
+    /// A proof was asked for a record or size the log does not have.
+    #[error("{0}")]
+    OutOfRange(String),
+}
+
+impl AuditError {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> AuditError {
+        AuditError::Io {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Every record, hash link and checkpoint matches.
+    Intact {
+        /// Records verified.
+        records: u64,
+        /// The latest checkpoint.
+        checkpoint: Option<Checkpoint>,
+    },
+    /// The first problem found.
+    Failed(String),
+}
+
+/// Recomputes everything: every record's hash link and sequence number, every checkpoint's
+/// signature and root, and, when a checkpoint saved elsewhere is given, that the log still
+/// holds exactly the records it covered.
+pub fn verify(audit_dir: &Path, saved: Option<&Checkpoint>) -> Result<Verification, AuditError> {
+    let public = checkpoint::load_public_key(audit_dir)?;
+    let options = scan::ScanOptions {
+        keep_leaves: false,
+        root_at: saved.map(|c| c.size),
+    };
+    let scanned = scan::scan(audit_dir, &public, options)?;
+    if let Some(defect) = scanned.defect {
+        return Ok(Verification::Failed(defect.to_string()));
+    }
+    if scanned.uncommitted_tail {
+        return Ok(Verification::Failed(format!(
+            "the log ends with data after its last signed checkpoint (records {} to {}, or a torn write): never acknowledged; an interrupted append, or records added without the audit key",
+            scanned.committed.records + 1,
+            scanned.records.max(scanned.committed.records + 1)
+        )));
+    }
+    if let Some(saved) = saved {
+        if !saved.signature_valid(&public) {
+            return Ok(Verification::Failed(format!(
+                "the saved checkpoint (kid {:?}) is not signed by this log's audit key: the key or the log was replaced",
+                saved.kid
+            )));
+        }
+        if scanned.records < saved.size {
+            return Ok(Verification::Failed(format!(
+                "the log is shorter than the saved checkpoint: {} records, the checkpoint covers {}",
+                scanned.records, saved.size
+            )));
+        }
+        let root = match scanned.root_at {
+            Some((_, root)) => root,
+            None if saved.size == 0 => merkle::empty_root(),
+            None => {
+                return Ok(Verification::Failed(
+                    "could not compute the root at the saved checkpoint".to_owned(),
+                ));
+            }
+        };
+        if saved.root_hash() != Some(root) {
+            return Ok(Verification::Failed(format!(
+                "the log is inconsistent with the saved checkpoint: its first {} records were rewritten",
+                saved.size
+            )));
+        }
+    }
+    Ok(Verification::Intact {
+        records: scanned.records,
+        checkpoint: scanned.last_checkpoint,
+    })
+}
+
+/// An inclusion proof for one record against the latest checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InclusionProof {
+    /// The record's sequence number (leaf index + 1).
+    pub seq: u64,
+    /// Its leaf hash, base64url.
+    pub leaf_hash: String,
+    /// The tree size the proof is for.
+    pub tree_size: u64,
+    /// The audit path, base64url hashes.
+    pub path: Vec<String>,
+    /// The checkpoint whose root the path leads to.
+    pub checkpoint: Checkpoint,
+}
+
+/// Proves that record `seq` is in the log as of its latest checkpoint.
+pub fn prove_inclusion(audit_dir: &Path, seq: u64) -> Result<InclusionProof, AuditError> {
+    let public = checkpoint::load_public_key(audit_dir)?;
+    let scanned = scan::scan(
+        audit_dir,
+        &public,
+        scan::ScanOptions {
+            keep_leaves: true,
+            root_at: None,
+        },
+    )?;
+    if let Some(defect) = scanned.defect {
+        return Err(AuditError::Corrupt(defect.to_string()));
+    }
+    let checkpoint = scanned
+        .last_checkpoint
+        .ok_or_else(|| AuditError::OutOfRange("the log has no checkpoint yet".to_owned()))?;
+    let size = usize::try_from(checkpoint.size).unwrap_or(usize::MAX);
+    let leaves = scanned.leaves.get(..size).unwrap_or_default();
+    let index = usize::try_from(seq.saturating_sub(1)).unwrap_or(usize::MAX);
+    if seq == 0 || index >= leaves.len() {
+        return Err(AuditError::OutOfRange(format!(
+            "no record {seq}: the latest checkpoint covers records 1 to {}",
+            checkpoint.size
+        )));
+    }
+    let path = merkle::inclusion_proof(leaves, index).unwrap_or_default();
+    Ok(InclusionProof {
+        seq,
+        leaf_hash: keyscope_jose::b64::encode_url(leaves.get(index).unwrap_or(&[0; 32])),
+        tree_size: checkpoint.size,
+        path: path
+            .iter()
+            .map(|h| keyscope_jose::b64::encode_url(h))
+            .collect(),
+        checkpoint,
+    })
+}
+
+/// Reads every acknowledged record in order (for search and export), stopping at the first
+/// defect with an error.
+pub fn read_records(
+    audit_dir: &Path,
+    mut visit: impl FnMut(Map<String, Value>) -> bool,
+) -> Result<(), AuditError> {
+    let public = checkpoint::load_public_key(audit_dir)?;
+    let scanned = scan::scan(audit_dir, &public, scan::ScanOptions::default())?;
+    if let Some(defect) = scanned.defect {
+        return Err(AuditError::Corrupt(defect.to_string()));
+    }
+    let limit = scanned.committed.records;
+    for (_, path) in scan::list_segments(audit_dir)? {
+        let bytes = std::fs::read(&path).map_err(|e| AuditError::io(&path, e))?;
+        for line in bytes.split(|&b| b == b'\n') {
+            let Ok(Value::Object(record)) = serde_json::from_slice::<Value>(line) else {
+                continue;
+            };
+            let Some(seq) = record.get("seq").and_then(Value::as_u64) else {
+                continue;
+            };
+            if seq > limit || !visit(record) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

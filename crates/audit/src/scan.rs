@@ -1,0 +1,350 @@
+//! Reading the log back: recovery on open, `audit verify`, proofs, search and export all go
+//! through one scan, so there is one definition of an intact log.
+//!
+//! On disk the log is a series of segment files, `segments/<first seq, 20 digits>.jsonl`. Each
+//! line is either a record (a JSON object with `seq`, `prev` and the event) or a checkpoint
+//! line `{"checkpoint":{…}}`. A record's leaf is its exact line bytes; `prev` is the previous
+//! record's leaf hash, so a changed record is caught at its successor even before the
+//! checkpoint is. A checkpoint line follows every committed batch: a record is acknowledged
+//! only once the checkpoint that covers it is on disk, so anything after the last checkpoint
+//! was never acknowledged.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use keyscope_jose::{Jwk, b64};
+
+use crate::AuditError;
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{Frontier, Hash, leaf_hash};
+
+/// Where the log lives inside a data directory.
+pub fn audit_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit")
+}
+
+pub(crate) fn segments_dir(audit_dir: &Path) -> PathBuf {
+    audit_dir.join("segments")
+}
+
+pub(crate) fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.jsonl")
+}
+
+/// The `prev` of the first record.
+pub(crate) fn genesis_prev() -> String {
+    b64::encode_url(&[0u8; 32])
+}
+
+/// A place in the log that fails verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defect {
+    /// The first record that does not match, when one can be named.
+    pub seq: Option<u64>,
+    /// The segment file.
+    pub segment: Option<PathBuf>,
+    /// The 1-based line in that segment.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Defect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(seq) = self.seq {
+            write!(f, "record {seq}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let (Some(segment), Some(line)) = (&self.segment, self.line) {
+            write!(f, " ({}, line {line})", segment.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// The end of the last complete checkpoint: everything up to here was acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Records covered.
+    pub records: u64,
+    /// The segment holding the checkpoint line.
+    pub segment: Option<PathBuf>,
+    /// Byte length of that segment up to and including the checkpoint line.
+    pub offset: u64,
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Records read (including any uncommitted tail).
+    pub records: u64,
+    /// The tree over all records read.
+    pub frontier: Frontier,
+    /// Leaf hashes, when asked for.
+    pub leaves: Vec<Hash>,
+    /// The latest valid checkpoint.
+    pub last_checkpoint: Option<Checkpoint>,
+    /// The acknowledged prefix.
+    pub committed: Committed,
+    /// The leaf hash of the last record read (the next record's `prev`).
+    pub last_leaf: Option<Hash>,
+    /// Records after the last checkpoint, or a torn last line: never acknowledged.
+    pub uncommitted_tail: bool,
+    /// The first defect in the acknowledged part of the log.
+    pub defect: Option<Defect>,
+    /// The root of the first `n` records, for a requested `n`.
+    pub root_at: Option<(u64, Hash)>,
+}
+
+/// Options for [`scan`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// Keep every leaf hash (for proofs).
+    pub keep_leaves: bool,
+    /// Remember the root after this many records (to compare with a saved checkpoint).
+    pub root_at: Option<u64>,
+}
+
+/// The segment files in order, with the first seq each claims.
+pub(crate) fn list_segments(audit_dir: &Path) -> Result<Vec<(u64, PathBuf)>, AuditError> {
+    let dir = segments_dir(audit_dir);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(AuditError::io(&dir, e)),
+    };
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| AuditError::io(&dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(stem) = name.strip_suffix(".jsonl") else {
+            continue;
+        };
+        let first = stem.parse::<u64>().map_err(|_| {
+            AuditError::Corrupt(format!("unexpected file {name} in {}", dir.display()))
+        })?;
+        segments.push((first, entry.path()));
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Reads and checks the whole log. Never fails on content: problems are reported in
+/// [`Scan::defect`] and [`Scan::uncommitted_tail`]; only I/O errors are errors.
+pub fn scan(audit_dir: &Path, public: &Jwk, options: ScanOptions) -> Result<Scan, AuditError> {
+    let mut out = Scan::default();
+    let segments = list_segments(audit_dir)?;
+    let segment_count = segments.len();
+    for (index, (first_seq, path)) in segments.into_iter().enumerate() {
+        let is_last = index + 1 == segment_count;
+        if first_seq != out.records + 1 {
+            out.defect = Some(Defect {
+                seq: Some(out.records + 1),
+                segment: Some(path.clone()),
+                line: None,
+                message: format!(
+                    "segment starts at record {first_seq}, but record {} was expected (a segment is missing or misnamed)",
+                    out.records + 1
+                ),
+            });
+            return Ok(out);
+        }
+        let bytes = fs::read(&path).map_err(|e| AuditError::io(&path, e))?;
+        if !scan_segment(&bytes, &path, is_last, public, options, &mut out) {
+            return Ok(out);
+        }
+    }
+    Ok(out)
+}
+
+/// Scans one segment; `false` when scanning must stop (a defect, or the end of the
+/// acknowledged part).
+fn scan_segment(
+    bytes: &[u8],
+    path: &Path,
+    is_last: bool,
+    public: &Jwk,
+    options: ScanOptions,
+    out: &mut Scan,
+) -> bool {
+    let mut offset = 0usize;
+    let mut line_number = 0usize;
+    while offset < bytes.len() {
+        line_number += 1;
+        let rest = bytes.get(offset..).unwrap_or_default();
+        let Some(length) = rest.iter().position(|&b| b == b'\n') else {
+            // A line without its newline: a torn write, never acknowledged, unless a
+            // checkpoint claims to follow it (impossible in a log written by Keyscope).
+            out.uncommitted_tail = true;
+            if !is_last {
+                out.defect = Some(defect_at(
+                    out,
+                    path,
+                    line_number,
+                    "incomplete line inside the log",
+                ));
+            }
+            return false;
+        };
+        let line = rest.get(..length).unwrap_or_default();
+        let line_end = offset + length + 1;
+        match check_line(line, public, out, options) {
+            Ok(LineKind::Record) => {}
+            Ok(LineKind::Checkpoint) => {
+                out.committed = Committed {
+                    records: out.records,
+                    segment: Some(path.to_path_buf()),
+                    offset: line_end as u64,
+                };
+                out.uncommitted_tail = false;
+            }
+            Err(LineError { seq, message }) => {
+                // In the last segment, a bad line after which no checkpoint follows is the
+                // torn tail of an interrupted append; anywhere else it is tampering.
+                let later = bytes.get(line_end..).unwrap_or_default();
+                if is_last && !contains_checkpoint_line(later) {
+                    out.uncommitted_tail = true;
+                } else {
+                    let mut defect = defect_at(out, path, line_number, &message);
+                    if seq.is_some() {
+                        defect.seq = seq;
+                    }
+                    out.defect = Some(defect);
+                }
+                return false;
+            }
+        }
+        if out.records > out.committed.records {
+            out.uncommitted_tail = true;
+        }
+        offset = line_end;
+    }
+    true
+}
+
+fn contains_checkpoint_line(bytes: &[u8]) -> bool {
+    const MARK: &[u8] = b"{\"checkpoint\":";
+    bytes.starts_with(MARK)
+        || bytes
+            .windows(MARK.len() + 1)
+            .any(|w| w.first() == Some(&b'\n') && w.get(1..) == Some(MARK))
+}
+
+fn defect_at(out: &Scan, path: &Path, line: usize, message: &str) -> Defect {
+    Defect {
+        seq: Some(out.records + 1),
+        segment: Some(path.to_path_buf()),
+        line: Some(line),
+        message: message.to_owned(),
+    }
+}
+
+enum LineKind {
+    Record,
+    Checkpoint,
+}
+
+/// Why a line failed, and which record to name when it is not the line's own.
+struct LineError {
+    seq: Option<u64>,
+    message: String,
+}
+
+impl From<String> for LineError {
+    fn from(message: String) -> LineError {
+        LineError { seq: None, message }
+    }
+}
+
+impl From<&str> for LineError {
+    fn from(message: &str) -> LineError {
+        LineError::from(message.to_owned())
+    }
+}
+
+fn check_line(
+    line: &[u8],
+    public: &Jwk,
+    out: &mut Scan,
+    options: ScanOptions,
+) -> Result<LineKind, LineError> {
+    let view = keyscope_jose::json::scan_object(line)
+        .map_err(|e| LineError::from(format!("not a valid line: {e}")))?;
+    if let Some(raw) = view.get("checkpoint") {
+        if view.members().len() != 1 {
+            return Err("a checkpoint line holds only the checkpoint".into());
+        }
+        let checkpoint: Checkpoint = serde_json::from_str(raw.text())
+            .map_err(|e| LineError::from(format!("unreadable checkpoint: {e}")))?;
+        if !checkpoint.signature_valid(public) {
+            return Err(LineError::from(format!(
+                "checkpoint for {} records is not signed by the audit key",
+                checkpoint.size
+            )));
+        }
+        if checkpoint.size != out.records {
+            return Err(LineError::from(format!(
+                "checkpoint claims {} records where the log has {}",
+                checkpoint.size, out.records
+            )));
+        }
+        if checkpoint.root_hash() != Some(out.frontier.root()) {
+            // Within a batch every record but the last is vouched for by its successor's
+            // `prev`, so with an intact chain the changed record is the batch's last one
+            // (or the chain itself was rewritten from an earlier record on).
+            let first_of_batch = out.committed.records + 1;
+            return Err(LineError {
+                seq: Some(checkpoint.size),
+                message: format!(
+                    "does not match the signed checkpoint for {} records (this record, or records from {first_of_batch} on with their hash chain rewritten, were changed)",
+                    checkpoint.size
+                ),
+            });
+        }
+        out.last_checkpoint = Some(checkpoint);
+        return Ok(LineKind::Checkpoint);
+    }
+    let expected = out.records + 1;
+    let seq = view
+        .get("seq")
+        .and_then(|v| match v.as_number() {
+            Some(keyscope_jose::json::Number::Int(n)) => u64::try_from(n).ok(),
+            _ => None,
+        })
+        .ok_or_else(|| LineError::from("record without a valid seq"))?;
+    if seq != expected {
+        return Err(LineError::from(format!(
+            "found record {seq} where record {expected} belongs (records deleted, duplicated or reordered)"
+        )));
+    }
+    let prev = view
+        .get_str("prev")
+        .ok_or_else(|| LineError::from("record without prev"))?;
+    let expected_prev = out
+        .last_leaf
+        .map_or_else(genesis_prev, |leaf| b64::encode_url(&leaf));
+    if prev != expected_prev {
+        return Err(LineError {
+            seq: Some(seq - 1),
+            message: format!(
+                "does not match the hash that record {seq} holds for it (record {} or record {seq} was changed)",
+                seq - 1
+            ),
+        });
+    }
+    if !view.contains("Operation") {
+        return Err("record without Operation".into());
+    }
+    let leaf = leaf_hash(line);
+    out.frontier.push(leaf);
+    out.last_leaf = Some(leaf);
+    out.records = seq;
+    if options.keep_leaves {
+        out.leaves.push(leaf);
+    }
+    if options.root_at == Some(seq) {
+        out.root_at = Some((seq, out.frontier.root()));
+    }
+    Ok(LineKind::Record)
+}

@@ -104,6 +104,22 @@ pub(crate) fn load_or_create_key(dir: &Path) -> Result<(SigningKey, Jwk), AuditE
             .map_err(|e| AuditError::Key(e.to_string()))?;
         return Ok((key, public));
     }
+    // A new key only for a new log: replacing the key of an existing log would make its
+    // history unverifiable (and look like the attack it is meant to reveal).
+    if public_path.exists() {
+        return Err(AuditError::Key(format!(
+            "{} is missing while {} exists; restore the private key (a new one would orphan the log's checkpoints)",
+            private_path.display(),
+            public_path.display()
+        )));
+    }
+    let has_segments = crate::scan::list_segments(dir).is_ok_and(|segments| !segments.is_empty());
+    if has_segments {
+        return Err(AuditError::Key(format!(
+            "{} holds a log but no audit key; restore audit-key.private.jwk and audit-key.jwk",
+            dir.display()
+        )));
+    }
     let kid = format!("audit-{}", crate::event::now_micros());
     let key = SigningKey::generate(Algorithm::EdDsa, kid, None)
         .map_err(|e| AuditError::Key(e.to_string()))?;

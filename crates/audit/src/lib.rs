@@ -18,6 +18,7 @@
 
 pub mod checkpoint;
 pub mod event;
+pub mod export;
 mod fsutil;
 pub mod log;
 pub mod merkle;

@@ -1,15 +1,16 @@
 //! The append side: one writer thread, group commit, recovery on open.
 //!
-//! Appenders hand their events to the writer and block. The writer takes everything that is
-//! waiting as one batch, writes the records and a signed checkpoint line in one `write`, calls
-//! `fdatasync` once, and only then answers every appender in the batch with its `seq`. Under
-//! load each fsync is shared by as many appenders as are waiting (group commit).
+//! Appenders put their events in a shared queue (taking the next sequence number as they do)
+//! and wait. The writer takes everything queued as one batch, writes the records and a signed
+//! checkpoint line in one `write`, calls `fdatasync` once, then publishes the new committed
+//! sequence number and wakes every waiter with one broadcast. Under load each fsync is shared
+//! by as many appenders as are waiting (group commit), and the writer never pays one wake-up
+//! per appender.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use keyscope_jose::{SigningKey, b64};
@@ -22,21 +23,52 @@ use crate::fsutil::sync_parent;
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::scan::{ScanOptions, genesis_prev, list_segments, scan, segment_name, segments_dir};
 
-/// Most records in one segment file before a new one is started.
-pub const SEGMENT_RECORDS: u64 = 1_000_000;
+/// Size at which a segment is closed and a new one started.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Segments grow in preallocated steps of this size. Writing into blocks that already exist
+/// lets `fdatasync` skip the file-system journal (no size or extent change): measured here,
+/// 0.22 ms per sync instead of 0.45–2.5 ms for a growing file. The unused end is zero bytes.
+pub const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most events committed in one batch.
 const MAX_BATCH: usize = 4096;
 
-struct Request {
-    event: Map<String, Value>,
-    reply: SyncSender<Result<u64, AuditError>>,
+/// What appenders and the writer share.
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Signalled when events are queued or the log is closing.
+    work: Condvar,
+    /// Signalled (broadcast) when a batch is committed or has failed.
+    committed: Condvar,
 }
+
+struct QueueState {
+    pending: Vec<Map<String, Value>>,
+    /// The sequence number the next queued event gets.
+    next_seq: u64,
+    /// Everything up to here is durable.
+    committed: u64,
+    /// Set when a write failed: no later append is acknowledged.
+    failed: Option<String>,
+    closing: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> Result<MutexGuard<'_, QueueState>, AuditError> {
+        self.state
+            .lock()
+            .map_err(|_| AuditError::Failed("audit writer panicked".to_owned()))
+    }
+}
+
+/// A queued event's place, to wait on.
+struct Ticket(u64);
 
 /// An open audit log. Cheap to share: `append` takes `&self` and may be called from many
 /// threads at once.
 pub struct AuditLog {
-    sender: Mutex<Option<Sender<Request>>>,
+    queue: Arc<Queue>,
     worker: Mutex<Option<JoinHandle<()>>>,
     latest: Arc<Mutex<Option<Checkpoint>>>,
     dir: PathBuf,
@@ -46,7 +78,10 @@ pub struct AuditLog {
 struct Writer {
     segments: PathBuf,
     file: File,
-    segment_records: u64,
+    /// Where the next batch goes in the current segment.
+    offset: u64,
+    /// Bytes preallocated (zeros written) in the current segment.
+    allocated: u64,
     next_seq: u64,
     prev: Hash,
     has_prev: bool,
@@ -96,23 +131,22 @@ impl AuditLog {
                 fs::remove_file(path).map_err(|e| AuditError::io(path, e))?;
             }
         }
-        let (file, segment_records) = match &committed.segment {
+        let file = match &committed.segment {
             Some(path) => {
                 let file = OpenOptions::new()
-                    .append(true)
+                    .read(true)
+                    .write(true)
                     .open(path)
                     .map_err(|e| AuditError::io(path, e))?;
-                file.set_len(committed.offset)
-                    .map_err(|e| AuditError::io(path, e))?;
-                file.sync_all().map_err(|e| AuditError::io(path, e))?;
-                let first = segments
-                    .iter()
-                    .find(|(_, p)| p == path)
-                    .map_or(1, |(first, _)| *first);
-                (file, committed.records + 1 - first)
+                erase_after(&file, committed.offset).map_err(|e| AuditError::io(path, e))?;
+                file
             }
-            None => (new_segment(audit_dir, 1)?, 0),
+            None => new_segment(audit_dir, 1)?,
         };
+        let allocated = file
+            .metadata()
+            .map_err(|e| AuditError::io(audit_dir, e))?
+            .len();
         // The tree state of the acknowledged prefix (the first scan may have read a tail).
         let scanned = if scanned.records == committed.records {
             scanned
@@ -124,7 +158,8 @@ impl AuditLog {
         let writer = Writer {
             segments: segments_dir(audit_dir),
             file,
-            segment_records,
+            offset: committed.offset,
+            allocated,
             next_seq: committed.records + 1,
             prev: prev.unwrap_or_default(),
             has_prev: prev.is_some(),
@@ -133,13 +168,24 @@ impl AuditLog {
             latest: Arc::clone(&latest),
             failed: None,
         };
-        let (sender, receiver) = mpsc::channel();
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                pending: Vec::new(),
+                next_seq: committed.records + 1,
+                committed: committed.records,
+                failed: None,
+                closing: false,
+            }),
+            work: Condvar::new(),
+            committed: Condvar::new(),
+        });
+        let writer_queue = Arc::clone(&queue);
         let worker = std::thread::Builder::new()
             .name("keyscope-audit-writer".to_owned())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || writer.run(&writer_queue))
             .map_err(|e| AuditError::io(audit_dir, e))?;
         Ok(AuditLog {
-            sender: Mutex::new(Some(sender)),
+            queue,
             worker: Mutex::new(Some(worker)),
             latest,
             dir: audit_dir.to_path_buf(),
@@ -149,57 +195,87 @@ impl AuditLog {
 
     /// Appends one event and returns its sequence number once it is durable (written, fsynced
     /// and covered by a signed checkpoint). `CreationTime` is set to now when absent.
-    pub fn append(&self, mut event: Map<String, Value>) -> Result<u64, AuditError> {
-        check_event(&event).map_err(AuditError::Event)?;
-        if !event.contains_key("CreationTime") {
-            event.insert(
-                "CreationTime".to_owned(),
-                Value::String(format_time(now_micros())),
-            );
+    pub fn append(&self, event: Map<String, Value>) -> Result<u64, AuditError> {
+        let ticket = self.enqueue(vec![event])?.into_iter().next();
+        match ticket {
+            Some(Ok(ticket)) => self.wait(&ticket),
+            Some(Err(e)) => Err(e),
+            None => Err(AuditError::Closed),
         }
-        let (reply, answer) = mpsc::sync_channel(1);
-        {
-            let guard = self.sender.lock().map_err(|_| AuditError::Closed)?;
-            let sender = guard.as_ref().ok_or(AuditError::Closed)?;
-            sender
-                .send(Request { event, reply })
-                .map_err(|_| AuditError::Closed)?;
-        }
-        answer.recv().map_err(|_| AuditError::Closed)?
     }
 
     /// Appends several events at once and returns each one's result in order, once durable.
     /// The events travel to the writer together, so they share fsyncs with each other and
     /// with other appenders; a refused event does not affect the others.
     pub fn append_all(&self, events: Vec<Map<String, Value>>) -> Vec<Result<u64, AuditError>> {
-        let mut pending = Vec::with_capacity(events.len());
-        {
-            let guard = self.sender.lock();
-            let sender = guard.as_ref().ok().and_then(|g| g.as_ref());
-            for mut event in events {
-                if let Err(e) = check_event(&event) {
-                    pending.push(Err(AuditError::Event(e)));
-                    continue;
-                }
-                if !event.contains_key("CreationTime") {
-                    event.insert(
-                        "CreationTime".to_owned(),
-                        Value::String(format_time(now_micros())),
-                    );
-                }
-                let (reply, answer) = mpsc::sync_channel(1);
-                let sent = sender.is_some_and(|s| s.send(Request { event, reply }).is_ok());
-                pending.push(if sent {
-                    Ok(answer)
-                } else {
-                    Err(AuditError::Closed)
-                });
-            }
+        let count = events.len();
+        match self.enqueue(events) {
+            Ok(tickets) => tickets
+                .into_iter()
+                .map(|t| t.and_then(|ticket| self.wait(&ticket)))
+                .collect(),
+            Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
         }
-        pending
+    }
+
+    /// Checks events, stamps their time and queues them under one lock.
+    fn enqueue(
+        &self,
+        events: Vec<Map<String, Value>>,
+    ) -> Result<Vec<Result<Ticket, AuditError>>, AuditError> {
+        let mut checked = Vec::with_capacity(events.len());
+        for mut event in events {
+            checked.push(match check_event(&event) {
+                Ok(()) => {
+                    if !event.contains_key("CreationTime") {
+                        event.insert(
+                            "CreationTime".to_owned(),
+                            Value::String(format_time(now_micros())),
+                        );
+                    }
+                    Ok(event)
+                }
+                Err(e) => Err(AuditError::Event(e)),
+            });
+        }
+        let mut state = self.queue.lock()?;
+        if state.closing {
+            return Err(AuditError::Closed);
+        }
+        if let Some(why) = &state.failed {
+            return Err(AuditError::Failed(why.clone()));
+        }
+        let tickets = checked
             .into_iter()
-            .map(|p| p.and_then(|answer| answer.recv().map_err(|_| AuditError::Closed)?))
-            .collect()
+            .map(|event| {
+                event.map(|event| {
+                    let seq = state.next_seq;
+                    state.next_seq += 1;
+                    state.pending.push(event);
+                    Ticket(seq)
+                })
+            })
+            .collect();
+        drop(state);
+        self.queue.work.notify_one();
+        Ok(tickets)
+    }
+
+    fn wait(&self, ticket: &Ticket) -> Result<u64, AuditError> {
+        let mut state = self.queue.lock()?;
+        loop {
+            if state.committed >= ticket.0 {
+                return Ok(ticket.0);
+            }
+            if let Some(why) = &state.failed {
+                return Err(AuditError::Failed(why.clone()));
+            }
+            state = self
+                .queue
+                .committed
+                .wait(state)
+                .map_err(|_| AuditError::Failed("audit writer panicked".to_owned()))?;
+        }
     }
 
     /// The latest signed checkpoint (covers every acknowledged record).
@@ -214,9 +290,10 @@ impl AuditLog {
 
     /// Stops accepting events and waits until everything handed in is durable.
     pub fn close(&self) {
-        if let Ok(mut sender) = self.sender.lock() {
-            sender.take();
+        if let Ok(mut state) = self.queue.state.lock() {
+            state.closing = true;
         }
+        self.queue.work.notify_all();
         if let Ok(mut worker) = self.worker.lock()
             && let Some(handle) = worker.take()
         {
@@ -231,53 +308,100 @@ impl Drop for AuditLog {
     }
 }
 
+/// Creates a segment file, preallocated with zeros (see [`SEGMENT_BYTES`]).
 fn new_segment(audit_dir: &Path, first_seq: u64) -> Result<File, AuditError> {
     let path = segments_dir(audit_dir).join(segment_name(first_seq));
     let file = OpenOptions::new()
-        .create(true)
-        .append(true)
+        .create_new(true)
+        .read(true)
+        .write(true)
         .open(&path)
         .map_err(|e| AuditError::io(&path, e))?;
+    preallocate(&file, 0, PREALLOCATE_BYTES).map_err(|e| AuditError::io(&path, e))?;
     sync_parent(&path)?;
     Ok(file)
 }
 
+/// Writes zeros over `[from, to)` and syncs, so that later writes there change no metadata.
+fn preallocate(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut position = from;
+    while position < to {
+        let chunk = usize::try_from((to - position).min(zeros.len() as u64)).unwrap_or(0);
+        file.write_all_at(zeros.get(..chunk).unwrap_or_default(), position)?;
+        position += chunk as u64;
+    }
+    file.sync_all()
+}
+
+/// Zeroes everything after `offset` that is not zero yet: the unacknowledged tail of an
+/// interrupted append becomes free space again.
+fn erase_after(file: &File, offset: u64) -> std::io::Result<()> {
+    let length = file.metadata()?.len();
+    let mut position = offset;
+    let mut buffer = vec![0u8; 1024 * 1024];
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut dirty = false;
+    while position < length {
+        let chunk = usize::try_from((length - position).min(buffer.len() as u64)).unwrap_or(0);
+        let Some(window) = buffer.get_mut(..chunk) else {
+            break;
+        };
+        file.read_exact_at(window, position)?;
+        if window.iter().any(|&b| b != 0) {
+            file.write_all_at(zeros.get(..chunk).unwrap_or_default(), position)?;
+            dirty = true;
+        } else if !dirty {
+            // The first all-zero chunk after clean data: the rest was never written.
+            break;
+        }
+        position += chunk as u64;
+    }
+    file.sync_all()
+}
+
 impl Writer {
-    fn run(mut self, receiver: Receiver<Request>) {
-        while let Ok(first) = receiver.recv() {
-            let mut batch = vec![first];
-            batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
-            let result = self.commit(&batch);
-            for (index, request) in batch.into_iter().enumerate() {
-                let answer = match &result {
-                    Ok(first_seq) => Ok(first_seq + index as u64),
-                    Err(e) => Err(e.clone()),
+    fn run(mut self, queue: &Queue) {
+        loop {
+            let batch = {
+                let Ok(mut state) = queue.state.lock() else {
+                    return;
                 };
-                let _ = request.reply.send(answer);
+                while state.pending.is_empty() && !state.closing {
+                    state = match queue.work.wait(state) {
+                        Ok(state) => state,
+                        Err(_) => return,
+                    };
+                }
+                if state.pending.is_empty() {
+                    return; // closing, and everything handed in is committed
+                }
+                let take = state.pending.len().min(MAX_BATCH);
+                state.pending.drain(..take).collect::<Vec<_>>()
+            };
+            let count = batch.len() as u64;
+            let result = self.commit(batch);
+            if let Ok(mut state) = queue.state.lock() {
+                match result {
+                    Ok(first_seq) => state.committed = first_seq + count - 1,
+                    Err(e) => state.failed = Some(e.to_string()),
+                }
             }
+            queue.committed.notify_all();
         }
     }
 
     /// Writes a batch and its checkpoint durably; returns the first seq of the batch.
-    fn commit(&mut self, batch: &[Request]) -> Result<u64, AuditError> {
+    fn commit(&mut self, batch: Vec<Map<String, Value>>) -> Result<u64, AuditError> {
         if let Some(why) = &self.failed {
             return Err(AuditError::Failed(why.clone()));
-        }
-        if self.segment_records >= SEGMENT_RECORDS {
-            let audit_dir = self
-                .segments
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
-            self.file = new_segment(&audit_dir, self.next_seq)?;
-            self.segment_records = 0;
         }
         let first_seq = self.next_seq;
         let mut frontier = self.frontier.clone();
         let (mut prev, mut has_prev) = (self.prev, self.has_prev);
-        let mut buffer = Vec::with_capacity(batch.len() * 320 + 400);
-        for (index, request) in batch.iter().enumerate() {
-            let mut record = request.event.clone();
+        let count = batch.len() as u64;
+        let mut buffer = Vec::with_capacity(batch.len() * 400 + 400);
+        for (index, mut record) in batch.into_iter().enumerate() {
             record.insert("seq".to_owned(), Value::from(first_seq + index as u64));
             let prev_text = if has_prev {
                 b64::encode_url(&prev)
@@ -308,9 +432,31 @@ impl Writer {
         buffer.extend_from_slice(Value::Object(line).to_string().as_bytes());
         buffer.push(b'\n');
 
+        // A batch that does not fit starts a new segment (a batch larger than a whole segment
+        // simply grows it).
+        if self.offset > 0 && self.offset + buffer.len() as u64 > SEGMENT_BYTES {
+            let audit_dir = self
+                .segments
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            self.file = new_segment(&audit_dir, first_seq)?;
+            self.offset = 0;
+            self.allocated = PREALLOCATE_BYTES;
+        }
+        let end = self.offset + buffer.len() as u64;
+        if end > self.allocated {
+            let target = end.max(self.allocated + PREALLOCATE_BYTES);
+            if let Err(error) = preallocate(&self.file, self.allocated, target) {
+                let why = format!("audit log preallocation failed: {error}");
+                self.failed = Some(why.clone());
+                return Err(AuditError::Failed(why));
+            }
+            self.allocated = target;
+        }
         let written = self
             .file
-            .write_all(&buffer)
+            .write_all_at(&buffer, self.offset)
             .and_then(|()| self.file.sync_data());
         if let Err(error) = written {
             // The file may now end in a partial batch; recovery on the next open cuts it off.
@@ -321,8 +467,8 @@ impl Writer {
         self.frontier = frontier;
         self.prev = prev;
         self.has_prev = has_prev;
-        self.next_seq = first_seq + batch.len() as u64;
-        self.segment_records += batch.len() as u64;
+        self.next_seq = first_seq + count;
+        self.offset += buffer.len() as u64;
         if let Ok(mut latest) = self.latest.lock() {
             *latest = Some(checkpoint);
         }

@@ -173,7 +173,24 @@ fn scan_segment(
     while offset < bytes.len() {
         line_number += 1;
         let rest = bytes.get(offset..).unwrap_or_default();
-        let Some(length) = rest.iter().position(|&b| b == b'\n') else {
+        // Segments are preallocated: the data ends where the zero bytes begin. Anything but
+        // zeros after that point was written without a checkpoint in between.
+        if rest.first() == Some(&0) {
+            if rest.iter().any(|&b| b != 0) {
+                out.uncommitted_tail = true;
+                if !is_last || contains_checkpoint_line(rest) {
+                    out.defect = Some(defect_at(
+                        out,
+                        path,
+                        line_number,
+                        "data after the end of the segment",
+                    ));
+                }
+                return false;
+            }
+            return true;
+        }
+        let Some(length) = memchr::memchr(b'\n', rest) else {
             // A line without its newline: a torn write, never acknowledged, unless a
             // checkpoint claims to follow it (impossible in a log written by Keyscope).
             out.uncommitted_tail = true;

@@ -1,14 +1,16 @@
-//! `keyscope audit …`: append to, verify and prove the tamper-evident audit log.
+//! `keyscope audit …`: append to, verify, prove, search and export the tamper-evident audit
+//! log.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use keyscope_audit::event::{MAX_EVENT_BYTES, now_micros};
-use keyscope_audit::{AuditLog, Checkpoint, Verification, audit_dir, parse_event};
-use serde_json::json;
+use keyscope_audit::export::{Filter, format_table, parse_time_bound, table_row, to_ual};
+use keyscope_audit::{AuditError, AuditLog, Checkpoint, Verification, audit_dir, parse_event};
+use serde_json::{Map, Value, json};
 
 use crate::EXIT_NEGATIVE;
 use crate::input::print_json;
@@ -69,6 +71,69 @@ pub enum AuditCommand {
         #[arg(long)]
         seq: u64,
     },
+    /// Print the acknowledged records that match every given filter (a repeated filter means
+    /// any of its values), as a table or, with --json, one stored record per line. Exit 0
+    /// even when nothing matches, 1 if the log does not verify.
+    Search {
+        #[command(flatten)]
+        data_dir: DataDir,
+        /// Only this Operation (exact).
+        #[arg(long = "op", value_name = "OP")]
+        operations: Vec<String>,
+        /// Only this UserId (case-insensitive).
+        #[arg(long = "user", value_name = "U")]
+        users: Vec<String>,
+        /// Only this OrganizationId (exact).
+        #[arg(long = "tenant", value_name = "T")]
+        tenants: Vec<String>,
+        #[command(flatten)]
+        window: TimeWindow,
+        /// At most N records (the first N in log order).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Print each record as stored (JSON, with its seq), one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the acknowledged records to stdout, one JSON object per line: as stored
+    /// (jsonl), or as Microsoft 365 Unified Audit Log records (ual; operations without a UAL
+    /// equivalent are skipped and counted on stderr).
+    Export {
+        #[command(flatten)]
+        data_dir: DataDir,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        #[command(flatten)]
+        window: TimeWindow,
+    },
+}
+
+/// `--since`/`--until`, compared with each record's CreationTime.
+#[derive(clap::Args)]
+pub struct TimeWindow {
+    /// Only records at or after TIME (RFC 3339 UTC, e.g. 2026-11-22T14:52:01Z, or a date
+    /// YYYY-MM-DD meaning midnight UTC).
+    #[arg(long, value_name = "TIME", value_parser = time_bound)]
+    since: Option<i64>,
+    /// Only records before TIME (exclusive; same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = time_bound)]
+    until: Option<i64>,
+}
+
+/// The formats of `keyscope audit export`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// Every record as stored, with its seq.
+    Jsonl,
+    /// Microsoft 365 Unified Audit Log records (AuditData).
+    Ual,
+}
+
+fn time_bound(text: &str) -> Result<i64, String> {
+    parse_time_bound(text).ok_or_else(|| {
+        "use RFC 3339 UTC (e.g. 2026-11-22T14:52:01Z or 2026-11-22T14:52:01.123456Z) or a date YYYY-MM-DD (midnight UTC)".to_owned()
+    })
 }
 
 pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -109,6 +174,36 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let proof = keyscope_audit::prove_inclusion(&dir, seq)?;
             print_json(&serde_json::to_value(&proof)?);
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Search {
+            data_dir,
+            operations,
+            users,
+            tenants,
+            window,
+            limit,
+            json,
+        } => {
+            let filter = Filter {
+                operations,
+                users,
+                tenants,
+                since: window.since,
+                until: window.until,
+            };
+            search(&data_dir.path, &filter, limit, json)
+        }
+        AuditCommand::Export {
+            data_dir,
+            format,
+            window,
+        } => {
+            let filter = Filter {
+                since: window.since,
+                until: window.until,
+                ..Filter::default()
+            };
+            export(&data_dir.path, &filter, format)
         }
     }
 }
@@ -218,6 +313,139 @@ fn verify(data_dir: &Path, saved: Option<&Path>, as_json: bool) -> anyhow::Resul
             Ok(ExitCode::from(EXIT_NEGATIVE))
         }
     }
+}
+
+/// Reads the acknowledged records that pass `filter`, in order, handing each to `visit` until
+/// it returns `Ok(false)`. Exit 1 when the log does not verify; a write error of `visit` ends
+/// the read and is returned.
+fn read_matching(
+    dir: &Path,
+    filter: &Filter,
+    mut visit: impl FnMut(Map<String, Value>) -> anyhow::Result<bool>,
+) -> anyhow::Result<Option<ExitCode>> {
+    let mut failure = None;
+    let read = keyscope_audit::read_records(dir, |record| {
+        if !filter.matches(&record) {
+            return true;
+        }
+        match visit(record) {
+            Ok(more) => more,
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        }
+    });
+    match read {
+        Ok(()) => {}
+        Err(AuditError::Corrupt(why)) => return Ok(Some(not_intact(&why))),
+        Err(error) => return Err(error.into()),
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(None),
+    }
+}
+
+fn not_intact(why: &str) -> ExitCode {
+    eprintln!("keyscope: the audit log does not verify: {why}");
+    ExitCode::from(EXIT_NEGATIVE)
+}
+
+fn search(
+    data_dir: &Path,
+    filter: &Filter,
+    limit: Option<usize>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let dir = existing_log(data_dir)?;
+    let limit = limit.unwrap_or(usize::MAX);
+    if limit == 0 {
+        if !as_json {
+            print!("{}", format_table(&[]));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut rows = Vec::new();
+    let mut found = 0usize;
+    let stop = read_matching(&dir, filter, |record| {
+        found += 1;
+        if as_json {
+            serde_json::to_writer(&mut out, &record)?;
+            out.write_all(b"\n")?;
+        } else {
+            rows.push(table_row(&record));
+        }
+        Ok(found < limit)
+    })?;
+    if let Some(code) = stop {
+        return Ok(code);
+    }
+    if !as_json {
+        out.write_all(format_table(&rows).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(data_dir: &Path, filter: &Filter, format: ExportFormat) -> anyhow::Result<ExitCode> {
+    let dir = existing_log(data_dir)?;
+    // The UAL Id of a record is derived from the audit key id and its seq.
+    let kid = match format {
+        ExportFormat::Jsonl => String::new(),
+        ExportFormat::Ual => match keyscope_audit::verify(&dir, None)? {
+            Verification::Intact { checkpoint, .. } => {
+                checkpoint.map(|c| c.kid).unwrap_or_default()
+            }
+            Verification::Failed(why) => return Ok(not_intact(&why)),
+        },
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let (mut written, mut skipped) = (0u64, std::collections::BTreeMap::<String, u64>::new());
+    let stop = read_matching(&dir, filter, |record| {
+        let line = match format {
+            ExportFormat::Jsonl => Some(record),
+            ExportFormat::Ual => {
+                let ual = to_ual(&record, &kid);
+                if ual.is_none() {
+                    let operation = record.get("Operation").and_then(Value::as_str);
+                    *skipped
+                        .entry(operation.unwrap_or("(none)").to_owned())
+                        .or_default() += 1;
+                }
+                ual
+            }
+        };
+        if let Some(line) = line {
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+            written += 1;
+        }
+        Ok(true)
+    })?;
+    if let Some(code) = stop {
+        return Ok(code);
+    }
+    out.flush()?;
+    if matches!(format, ExportFormat::Ual) {
+        let total: u64 = skipped.values().sum();
+        let detail: Vec<String> = skipped
+            .iter()
+            .map(|(operation, count)| format!("{operation} {count}"))
+            .collect();
+        if detail.is_empty() {
+            eprintln!("keyscope: {written} UAL records written, 0 skipped");
+        } else {
+            eprintln!(
+                "keyscope: {written} UAL records written, {total} skipped without a UAL equivalent ({})",
+                detail.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Lines from a reader with a length limit that never buffers more than the limit: a longer

@@ -19,6 +19,19 @@ use crate::input::{print_json, unix_now};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Durable audit appends per second with 1, 8 and 64 concurrent writers, and
+    /// verification throughput, in a temporary log on this machine's disk.
+    Audit {
+        /// Seconds to measure each writer count, 1 to 60.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Where to create the temporary log (default: the system temp directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validations per second of the full trust path versus bare signature verification.
     Verify {
         /// Seconds to measure each rate (two rates per algorithm), 1 to 60.
@@ -37,7 +50,13 @@ struct Row {
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Verify { seconds, json } = command;
+    match command {
+        BenchCommand::Verify { seconds, json } => verify(seconds, json),
+        BenchCommand::Audit { seconds, dir, json } => crate::bench_audit::run(seconds, dir, json),
+    }
+}
+
+fn verify(seconds: u64, json: bool) -> anyhow::Result<ExitCode> {
     if !(1..=60).contains(&seconds) {
         bail!("--seconds must be between 1 and 60");
     }

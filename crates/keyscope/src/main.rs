@@ -8,6 +8,7 @@
 
 mod audit;
 mod bench;
+mod bench_audit;
 mod input;
 mod key;
 mod token;

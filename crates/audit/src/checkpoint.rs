@@ -93,15 +93,26 @@ impl Checkpoint {
 pub(crate) fn load_or_create_key(dir: &Path) -> Result<(SigningKey, Jwk), AuditError> {
     let private_path = dir.join("audit-key.private.jwk");
     let public_path = dir.join("audit-key.jwk");
+    let has_segments = crate::scan::list_segments(dir).is_ok_and(|segments| !segments.is_empty());
     if private_path.exists() {
-        let bytes = zeroize::Zeroizing::new(
-            std::fs::read(&private_path).map_err(|e| AuditError::io(&private_path, e))?,
-        );
-        let key = SigningKey::from_private_jwk(&bytes)
-            .map_err(|e| AuditError::Key(format!("{}: {e}", private_path.display())))?;
+        let key = match load_private_key(&private_path) {
+            Ok(key) => key,
+            // An unreadable key that never signed anything (no public half, no log) is the
+            // trace of a crash during key creation: start over.
+            Err(_) if !public_path.exists() && !has_segments => {
+                std::fs::remove_file(&private_path)
+                    .map_err(|e| AuditError::io(&private_path, e))?;
+                return load_or_create_key(dir);
+            }
+            Err(e) => return Err(e),
+        };
         let public = key
             .public_jwk()
             .map_err(|e| AuditError::Key(e.to_string()))?;
+        if !public_path.exists() {
+            // A crash between writing the two files: the public half is derived again.
+            write_public_key(&public_path, &key)?;
+        }
         return Ok((key, public));
     }
     // A new key only for a new log: replacing the key of an existing log would make its
@@ -113,7 +124,6 @@ pub(crate) fn load_or_create_key(dir: &Path) -> Result<(SigningKey, Jwk), AuditE
             public_path.display()
         )));
     }
-    let has_segments = crate::scan::list_segments(dir).is_ok_and(|segments| !segments.is_empty());
     if has_segments {
         return Err(AuditError::Key(format!(
             "{} holds a log but no audit key; restore audit-key.private.jwk and audit-key.jwk",
@@ -126,18 +136,42 @@ pub(crate) fn load_or_create_key(dir: &Path) -> Result<(SigningKey, Jwk), AuditE
     let private = key
         .to_private_jwk()
         .map_err(|e| AuditError::Key(e.to_string()))?;
-    crate::fsutil::write_new_private(&private_path, private.as_bytes())?;
-    let public_members = serde_json::Value::Object(key.public_jwk_members()).to_string();
-    crate::fsutil::write_atomic(&public_path, public_members.as_bytes())?;
+    // Written under a temporary name and renamed, so a crash never leaves a partial key.
+    let temporary = dir.join("audit-key.private.jwk.new");
+    let _ = std::fs::remove_file(&temporary);
+    crate::fsutil::write_new_private(&temporary, private.as_bytes())?;
+    std::fs::rename(&temporary, &private_path).map_err(|e| AuditError::io(&private_path, e))?;
+    crate::fsutil::sync_parent(&private_path)?;
+    write_public_key(&public_path, &key)?;
     let public = key
         .public_jwk()
         .map_err(|e| AuditError::Key(e.to_string()))?;
     Ok((key, public))
 }
 
-/// Loads the audit public key from `dir` (for verification without the private key).
+fn load_private_key(path: &Path) -> Result<SigningKey, AuditError> {
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| AuditError::io(path, e))?);
+    SigningKey::from_private_jwk(&bytes)
+        .map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))
+}
+
+fn write_public_key(path: &Path, key: &SigningKey) -> Result<(), AuditError> {
+    let members = serde_json::Value::Object(key.public_jwk_members()).to_string();
+    crate::fsutil::write_atomic(path, members.as_bytes())
+}
+
+/// Loads the audit public key from `dir` (for verification without opening the log for
+/// writing); derived from the private key when only that survived.
 pub(crate) fn load_public_key(dir: &Path) -> Result<Jwk, AuditError> {
     let path = dir.join("audit-key.jwk");
+    if !path.exists() {
+        let private_path = dir.join("audit-key.private.jwk");
+        if private_path.exists() {
+            return load_private_key(&private_path)?
+                .public_jwk()
+                .map_err(|e| AuditError::Key(e.to_string()));
+        }
+    }
     let bytes = std::fs::read(&path).map_err(|e| AuditError::io(&path, e))?;
     let members = keyscope_jose::json::parse_object(&bytes)
         .map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))?;

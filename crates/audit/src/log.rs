@@ -335,13 +335,13 @@ fn preallocate(file: &File, from: u64, to: u64) -> std::io::Result<()> {
 }
 
 /// Zeroes everything after `offset` that is not zero yet: the unacknowledged tail of an
-/// interrupted append becomes free space again.
+/// interrupted append becomes free space again. The whole rest of the file is examined (a
+/// torn batch can leave fragments anywhere in it).
 fn erase_after(file: &File, offset: u64) -> std::io::Result<()> {
     let length = file.metadata()?.len();
     let mut position = offset;
     let mut buffer = vec![0u8; 1024 * 1024];
     let zeros = vec![0u8; 1024 * 1024];
-    let mut dirty = false;
     while position < length {
         let chunk = usize::try_from((length - position).min(buffer.len() as u64)).unwrap_or(0);
         let Some(window) = buffer.get_mut(..chunk) else {
@@ -350,10 +350,6 @@ fn erase_after(file: &File, offset: u64) -> std::io::Result<()> {
         file.read_exact_at(window, position)?;
         if window.iter().any(|&b| b != 0) {
             file.write_all_at(zeros.get(..chunk).unwrap_or_default(), position)?;
-            dirty = true;
-        } else if !dirty {
-            // The first all-zero chunk after clean data: the rest was never written.
-            break;
         }
         position += chunk as u64;
     }

@@ -173,36 +173,32 @@ fn scan_segment(
     while offset < bytes.len() {
         line_number += 1;
         let rest = bytes.get(offset..).unwrap_or_default();
-        // Segments are preallocated: the data ends where the zero bytes begin. Anything but
-        // zeros after that point was written without a checkpoint in between.
+        // Segments are preallocated: the data ends where the zero bytes begin.
         if rest.first() == Some(&0) {
-            if rest.iter().any(|&b| b != 0) {
-                out.uncommitted_tail = true;
-                if !is_last || contains_checkpoint_line(rest) {
-                    out.defect = Some(defect_at(
-                        out,
-                        path,
-                        line_number,
-                        "data after the end of the segment",
-                    ));
-                }
-                return false;
+            if rest.iter().all(|&b| b == 0) {
+                return true;
             }
-            return true;
-        }
-        let Some(length) = memchr::memchr(b'\n', rest) else {
-            // A line without its newline: a torn write, never acknowledged, unless a
-            // checkpoint claims to follow it (impossible in a log written by Keyscope).
-            out.uncommitted_tail = true;
-            if !is_last {
-                out.defect = Some(defect_at(
+            return torn_or_tampered(
+                rest,
+                is_last,
+                public,
+                out,
+                defect_at(
                     out,
                     path,
                     line_number,
-                    "incomplete line inside the log",
-                ));
-            }
-            return false;
+                    "data after the end of the segment's data",
+                ),
+            );
+        }
+        let Some(length) = memchr::memchr(b'\n', rest) else {
+            return torn_or_tampered(
+                rest,
+                is_last,
+                public,
+                out,
+                defect_at(out, path, line_number, "incomplete line"),
+            );
         };
         let line = rest.get(..length).unwrap_or_default();
         let line_end = offset + length + 1;
@@ -217,19 +213,18 @@ fn scan_segment(
                 out.uncommitted_tail = false;
             }
             Err(LineError { seq, message }) => {
-                // In the last segment, a bad line after which no checkpoint follows is the
-                // torn tail of an interrupted append; anywhere else it is tampering.
-                let later = bytes.get(line_end..).unwrap_or_default();
-                if is_last && !contains_checkpoint_line(later) {
-                    out.uncommitted_tail = true;
-                } else {
-                    let mut defect = defect_at(out, path, line_number, &message);
-                    if seq.is_some() {
-                        defect.seq = seq;
-                    }
-                    out.defect = Some(defect);
+                let mut defect = defect_at(out, path, line_number, &message);
+                if seq.is_some() {
+                    defect.seq = seq;
                 }
-                return false;
+                // A whole checkpoint line that does not verify cannot come from an interrupted
+                // write (that leaves missing bytes, not different ones): damage, always.
+                if is_checkpoint_line(line) {
+                    out.uncommitted_tail = true;
+                    out.defect = Some(defect);
+                    return false;
+                }
+                return torn_or_tampered(rest, is_last, public, out, defect);
             }
         }
         if out.records > out.committed.records {
@@ -240,12 +235,43 @@ fn scan_segment(
     true
 }
 
-fn contains_checkpoint_line(bytes: &[u8]) -> bool {
-    const MARK: &[u8] = b"{\"checkpoint\":";
-    bytes.starts_with(MARK)
-        || bytes
-            .windows(MARK.len() + 1)
-            .any(|w| w.first() == Some(&b'\n') && w.get(1..) == Some(MARK))
+/// Decides what bytes that fail their checks at `rest` are. A checkpoint line that verifies
+/// with the audit key at or after them proves that the data before it was acknowledged, so
+/// they are damage to the log (fail closed: the log is refused, not cut short). Without one,
+/// in the last segment, they are the unacknowledged tail of an interrupted append (or data
+/// added without the audit key), which recovery removes.
+fn torn_or_tampered(
+    rest: &[u8],
+    is_last: bool,
+    public: &Jwk,
+    out: &mut Scan,
+    defect: Defect,
+) -> bool {
+    out.uncommitted_tail = true;
+    if !is_last || contains_signed_checkpoint(rest, public) {
+        out.defect = Some(defect);
+    }
+    false
+}
+
+fn contains_signed_checkpoint(bytes: &[u8], public: &Jwk) -> bool {
+    bytes
+        .split(|&b| b == b'\n')
+        .any(|line| is_signed_checkpoint(line, public))
+}
+
+fn is_checkpoint_line(line: &[u8]) -> bool {
+    keyscope_jose::json::scan_object(line).is_ok_and(|view| view.contains("checkpoint"))
+}
+
+fn is_signed_checkpoint(line: &[u8], public: &Jwk) -> bool {
+    let Ok(view) = keyscope_jose::json::scan_object(line) else {
+        return false;
+    };
+    let Some(raw) = view.get("checkpoint") else {
+        return false;
+    };
+    serde_json::from_str::<Checkpoint>(raw.text()).is_ok_and(|c| c.signature_valid(public))
 }
 
 fn defect_at(out: &Scan, path: &Path, line: usize, message: &str) -> Defect {

@@ -210,7 +210,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
 
 fn existing_log(data_dir: &Path) -> anyhow::Result<PathBuf> {
     let dir = audit_dir(data_dir);
-    if !dir.join("audit-key.jwk").exists() {
+    if !dir.join("audit-key.jwk").exists() && !dir.join("audit-key.private.jwk").exists() {
         bail!("no audit log in {}", data_dir.display());
     }
     Ok(dir)

@@ -8,9 +8,12 @@
 //! per appender.
 
 use std::fs::{self, File, OpenOptions};
+use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
 use keyscope_jose::{SigningKey, b64};
@@ -31,20 +34,21 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// 0.22 ms per sync instead of 0.45–2.5 ms for a growing file. The unused end is zero bytes.
 pub const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Most events committed in one batch.
-const MAX_BATCH: usize = 4096;
-
 /// What appenders and the writer share.
 struct Queue {
     state: Mutex<QueueState>,
     /// Signalled when events are queued or the log is closing.
     work: Condvar,
-    /// Signalled (broadcast) when a batch is committed or has failed.
-    committed: Condvar,
+    /// Signalled (broadcast) when a batch is committed or has failed; one per batch
+    /// generation parity, so that a commit wakes only the appenders of that batch and not
+    /// those already queued for the next one.
+    committed: [Condvar; 2],
 }
 
 struct QueueState {
-    pending: Vec<Map<String, Value>>,
+    /// Queued events, already serialised by their appenders (so that this work runs in
+    /// parallel with the writer's fsync, not on the writer thread).
+    pending: Vec<Vec<u8>>,
     /// The sequence number the next queued event gets.
     next_seq: u64,
     /// Everything up to here is durable.
@@ -52,6 +56,12 @@ struct QueueState {
     /// Set when a write failed: no later append is acknowledged.
     failed: Option<String>,
     closing: bool,
+    /// The generation the batch now being filled will have.
+    generation: u64,
+    /// Whether the writer sleeps waiting for work (only then does queueing wake it).
+    writer_idle: bool,
+    /// Async appenders waiting, by batch generation parity (see [`AppendFuture`]).
+    wakers: [Vec<Waker>; 2],
 }
 
 impl Queue {
@@ -62,8 +72,8 @@ impl Queue {
     }
 }
 
-/// A queued event's place, to wait on.
-struct Ticket(u64);
+/// A queued event's place, to wait on: its seq and the generation of its batch.
+struct Ticket(u64, u64);
 
 /// An open audit log. Cheap to share: `append` takes `&self` and may be called from many
 /// threads at once.
@@ -175,9 +185,12 @@ impl AuditLog {
                 committed: committed.records,
                 failed: None,
                 closing: false,
+                generation: 0,
+                writer_idle: false,
+                wakers: [Vec::new(), Vec::new()],
             }),
             work: Condvar::new(),
-            committed: Condvar::new(),
+            committed: [Condvar::new(), Condvar::new()],
         });
         let writer_queue = Arc::clone(&queue);
         let worker = std::thread::Builder::new()
@@ -201,6 +214,23 @@ impl AuditLog {
             Some(Ok(ticket)) => self.wait(&ticket),
             Some(Err(e)) => Err(e),
             None => Err(AuditError::Closed),
+        }
+    }
+
+    /// Appends one event without blocking a thread: the event is queued at once, and the
+    /// returned future resolves to its sequence number once it is durable. For async
+    /// services, where thousands of concurrent requests must not each hold a thread.
+    pub fn append_async(&self, event: Map<String, Value>) -> AppendFuture {
+        let ticket = match self.enqueue(vec![event]) {
+            Ok(tickets) => tickets
+                .into_iter()
+                .next()
+                .unwrap_or(Err(AuditError::Closed)),
+            Err(e) => Err(e),
+        };
+        AppendFuture {
+            queue: Arc::clone(&self.queue),
+            ticket: Some(ticket),
         }
     }
 
@@ -233,7 +263,7 @@ impl AuditLog {
                             Value::String(format_time(now_micros())),
                         );
                     }
-                    Ok(event)
+                    serde_json::to_vec(&event).map_err(|e| AuditError::Failed(e.to_string()))
                 }
                 Err(e) => Err(AuditError::Event(e)),
             });
@@ -252,12 +282,15 @@ impl AuditLog {
                     let seq = state.next_seq;
                     state.next_seq += 1;
                     state.pending.push(event);
-                    Ticket(seq)
+                    Ticket(seq, state.generation)
                 })
             })
             .collect();
+        let wake_writer = state.writer_idle;
         drop(state);
-        self.queue.work.notify_one();
+        if wake_writer {
+            self.queue.work.notify_one();
+        }
         Ok(tickets)
     }
 
@@ -270,9 +303,11 @@ impl AuditLog {
             if let Some(why) = &state.failed {
                 return Err(AuditError::Failed(why.clone()));
             }
-            state = self
-                .queue
-                .committed
+            let parity = usize::from(ticket.1 % 2 == 1);
+            let Some(committed) = self.queue.committed.get(parity) else {
+                return Err(AuditError::Closed);
+            };
+            state = committed
                 .wait(state)
                 .map_err(|_| AuditError::Failed("audit writer panicked".to_owned()))?;
         }
@@ -299,6 +334,43 @@ impl AuditLog {
         {
             let _ = handle.join();
         }
+    }
+}
+
+/// The future of [`AuditLog::append_async`].
+pub struct AppendFuture {
+    queue: Arc<Queue>,
+    ticket: Option<Result<Ticket, AuditError>>,
+}
+
+impl Future for AppendFuture {
+    type Output = Result<u64, AuditError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let ticket = match self.ticket.as_ref() {
+            None => return Poll::Ready(Err(AuditError::Closed)),
+            Some(Err(_)) => {
+                let error = match self.ticket.take() {
+                    Some(Err(e)) => e,
+                    _ => AuditError::Closed,
+                };
+                return Poll::Ready(Err(error));
+            }
+            Some(Ok(ticket)) => Ticket(ticket.0, ticket.1),
+        };
+        let Ok(mut state) = self.queue.lock() else {
+            return Poll::Ready(Err(AuditError::Failed("audit writer panicked".to_owned())));
+        };
+        if state.committed >= ticket.0 {
+            return Poll::Ready(Ok(ticket.0));
+        }
+        if let Some(why) = &state.failed {
+            return Poll::Ready(Err(AuditError::Failed(why.clone())));
+        }
+        if let Some(wakers) = state.wakers.get_mut(usize::from(ticket.1 % 2 == 1)) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -364,17 +436,23 @@ impl Writer {
                     return;
                 };
                 while state.pending.is_empty() && !state.closing {
+                    state.writer_idle = true;
                     state = match queue.work.wait(state) {
                         Ok(state) => state,
                         Err(_) => return,
                     };
+                    state.writer_idle = false;
                 }
                 if state.pending.is_empty() {
                     return; // closing, and everything handed in is committed
                 }
-                let take = state.pending.len().min(MAX_BATCH);
-                state.pending.drain(..take).collect::<Vec<_>>()
+                // The batch takes the whole queue, so every waiter of this generation is in it;
+                // later appenders get the next generation.
+                let generation = state.generation;
+                state.generation += 1;
+                (generation, std::mem::take(&mut state.pending))
             };
+            let (generation, batch) = batch;
             let count = batch.len() as u64;
             let result = self.commit(batch);
             if let Ok(mut state) = queue.state.lock() {
@@ -383,12 +461,24 @@ impl Writer {
                     Err(e) => state.failed = Some(e.to_string()),
                 }
             }
-            queue.committed.notify_all();
+            let parity = usize::from(generation % 2 == 1);
+            let wakers = queue
+                .state
+                .lock()
+                .ok()
+                .and_then(|mut state| state.wakers.get_mut(parity).map(std::mem::take))
+                .unwrap_or_default();
+            for waker in wakers {
+                waker.wake();
+            }
+            if let Some(condvar) = queue.committed.get(parity) {
+                condvar.notify_all();
+            }
         }
     }
 
     /// Writes a batch and its checkpoint durably; returns the first seq of the batch.
-    fn commit(&mut self, batch: Vec<Map<String, Value>>) -> Result<u64, AuditError> {
+    fn commit(&mut self, batch: Vec<Vec<u8>>) -> Result<u64, AuditError> {
         if let Some(why) = &self.failed {
             return Err(AuditError::Failed(why.clone()));
         }
@@ -396,22 +486,32 @@ impl Writer {
         let mut frontier = self.frontier.clone();
         let (mut prev, mut has_prev) = (self.prev, self.has_prev);
         let count = batch.len() as u64;
-        let mut buffer = Vec::with_capacity(batch.len() * 400 + 400);
-        for (index, mut record) in batch.into_iter().enumerate() {
-            record.insert("seq".to_owned(), Value::from(first_seq + index as u64));
+        let mut buffer =
+            Vec::with_capacity(batch.iter().map(|e| e.len() + 80).sum::<usize>() + 400);
+        for (index, event) in batch.into_iter().enumerate() {
+            // The record is the event object with `prev` and `seq` added at its end (both are
+            // reserved, so they cannot already be there).
+            let Some(body) = event.strip_suffix(b"}") else {
+                return Err(AuditError::Failed(
+                    "an event did not serialise to an object".into(),
+                ));
+            };
             let prev_text = if has_prev {
                 b64::encode_url(&prev)
             } else {
                 genesis_prev()
             };
-            record.insert("prev".to_owned(), Value::String(prev_text));
-            let line =
-                serde_json::to_vec(&record).map_err(|e| AuditError::Failed(e.to_string()))?;
-            let leaf = leaf_hash(&line);
+            let start = buffer.len();
+            buffer.extend_from_slice(body);
+            buffer.extend_from_slice(b",\"prev\":\"");
+            buffer.extend_from_slice(prev_text.as_bytes());
+            buffer.extend_from_slice(b"\",\"seq\":");
+            buffer.extend_from_slice((first_seq + index as u64).to_string().as_bytes());
+            buffer.push(b'}');
+            let leaf = leaf_hash(buffer.get(start..).unwrap_or_default());
             frontier.push(leaf);
             prev = leaf;
             has_prev = true;
-            buffer.extend_from_slice(&line);
             buffer.push(b'\n');
         }
         let checkpoint = Checkpoint::sign(
@@ -469,5 +569,81 @@ impl Writer {
             *latest = Some(checkpoint);
         }
         Ok(first_seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::task::Wake;
+
+    struct ThreadWaker(std::thread::Thread);
+
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+                return value;
+            }
+            std::thread::park();
+        }
+    }
+
+    fn event(n: u64) -> Map<String, Value> {
+        let mut event = Map::new();
+        event.insert("Operation".into(), "Send".into());
+        event.insert("n".into(), n.into());
+        event
+    }
+
+    #[test]
+    fn async_appends_from_many_threads_are_all_durable_once() {
+        let dir = std::env::temp_dir().join(format!("keyscope-log-async-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let log = Arc::new(AuditLog::open(&dir).unwrap());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    // Many futures in flight at once, then awaited: they share batches.
+                    let futures: Vec<_> = (0..200)
+                        .map(|n| log.append_async(event(t * 1000 + n)))
+                        .collect();
+                    futures
+                        .into_iter()
+                        .map(|f| block_on(f).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for thread in threads {
+            for seq in thread.join().unwrap() {
+                assert!(seen.insert(seq), "seq {seq} twice");
+            }
+        }
+        assert_eq!(seen, (1..=800).collect::<HashSet<u64>>());
+        // A refused event resolves to its error at once.
+        let mut bad = Map::new();
+        bad.insert("UserId".into(), "x".into());
+        assert!(matches!(
+            block_on(log.append_async(bad)),
+            Err(AuditError::Event(_))
+        ));
+        log.close();
+        assert!(matches!(
+            crate::verify(&dir, None).unwrap(),
+            crate::Verification::Intact { records: 800, .. }
+        ));
+        let _ = fs::remove_dir_all(&dir);
     }
 }

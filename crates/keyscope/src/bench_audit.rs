@@ -40,6 +40,9 @@ fn sample_event(writer: usize, n: u64) -> Map<String, Value> {
 
 struct Row {
     writers: usize,
+    /// `"task"` (async tasks on a two-thread runtime, as the services append) or `"thread"`
+    /// (one OS thread per writer, blocking in `append`).
+    kind: &'static str,
     appends_per_second: f64,
     records: u64,
 }
@@ -57,7 +60,7 @@ pub fn run(seconds: u64, dir: Option<PathBuf>, as_json: bool) -> anyhow::Result<
     if as_json {
         let appends: Vec<_> = rows
             .iter()
-            .map(|r| json!({"writers": r.writers, "appends_per_second": r.appends_per_second.round(), "records": r.records}))
+            .map(|r| json!({"writers": r.writers, "kind": r.kind, "appends_per_second": r.appends_per_second.round(), "records": r.records}))
             .collect();
         print_json(&json!({
             "seconds_per_measurement": seconds,
@@ -75,8 +78,8 @@ pub fn run(seconds: u64, dir: Option<PathBuf>, as_json: bool) -> anyhow::Result<
         println!("durable appends (fsync before acknowledgement), {seconds} s each:");
         for r in &rows {
             println!(
-                "  {:>3} writers {:>12.0} appends/s  ({} records)",
-                r.writers, r.appends_per_second, r.records
+                "  {:>3} writers ({:<6}) {:>10.0} appends/s  ({} records)",
+                r.writers, r.kind, r.appends_per_second, r.records
             );
         }
         println!(
@@ -90,42 +93,77 @@ pub fn run(seconds: u64, dir: Option<PathBuf>, as_json: bool) -> anyhow::Result<
 fn measure(root: &std::path::Path, budget: Duration) -> anyhow::Result<(Vec<Row>, u64, f64)> {
     let mut rows = Vec::new();
     let mut largest: Option<(u64, PathBuf)> = None;
-    for writers in WRITERS {
-        let dir = root.join(format!("writers-{writers}"));
-        let log = Arc::new(AuditLog::open(&dir).context("cannot open the benchmark log")?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicU64::new(0));
-        let start = Instant::now();
-        let handles: Vec<_> = (0..writers)
-            .map(|writer| {
-                let (log, stop, done) = (Arc::clone(&log), Arc::clone(&stop), Arc::clone(&done));
-                std::thread::spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        if log.append(sample_event(writer, n)).is_err() {
-                            break;
-                        }
-                        n += 1;
-                        done.fetch_add(1, Ordering::Relaxed);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .context("cannot start the async runtime")?;
+    for kind in ["task", "thread"] {
+        for writers in WRITERS {
+            let dir = root.join(format!("{kind}-{writers}"));
+            let log = Arc::new(AuditLog::open(&dir).context("cannot open the benchmark log")?);
+            let stop = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            if kind == "task" {
+                runtime.block_on(async {
+                    let tasks: Vec<_> = (0..writers)
+                        .map(|writer| {
+                            let (log, stop, done) =
+                                (Arc::clone(&log), Arc::clone(&stop), Arc::clone(&done));
+                            tokio::spawn(async move {
+                                let mut n = 0u64;
+                                while !stop.load(Ordering::Relaxed) {
+                                    if log.append_async(sample_event(writer, n)).await.is_err() {
+                                        break;
+                                    }
+                                    n += 1;
+                                    done.fetch_add(1, Ordering::Relaxed);
+                                }
+                            })
+                        })
+                        .collect();
+                    tokio::time::sleep(budget).await;
+                    stop.store(true, Ordering::Relaxed);
+                    for task in tasks {
+                        let _ = task.await;
                     }
-                })
-            })
-            .collect();
-        std::thread::sleep(budget);
-        stop.store(true, Ordering::Relaxed);
-        for handle in handles {
-            let _ = handle.join();
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        log.close();
-        let records = done.load(Ordering::Relaxed);
-        rows.push(Row {
-            writers,
-            appends_per_second: records as f64 / elapsed,
-            records,
-        });
-        if largest.as_ref().is_none_or(|(n, _)| records > *n) {
-            largest = Some((records, dir));
+                });
+            } else {
+                let handles: Vec<_> = (0..writers)
+                    .map(|writer| {
+                        let (log, stop, done) =
+                            (Arc::clone(&log), Arc::clone(&stop), Arc::clone(&done));
+                        std::thread::spawn(move || {
+                            let mut n = 0u64;
+                            while !stop.load(Ordering::Relaxed) {
+                                if log.append(sample_event(writer, n)).is_err() {
+                                    break;
+                                }
+                                n += 1;
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(budget);
+                stop.store(true, Ordering::Relaxed);
+                for handle in handles {
+                    let _ = handle.join();
+                }
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            log.close();
+            let records = done.load(Ordering::Relaxed);
+            rows.push(Row {
+                writers,
+                kind,
+                appends_per_second: records as f64 / elapsed,
+                records,
+            });
+            if largest.as_ref().is_none_or(|(n, _)| records > *n) {
+                largest = Some((records, dir));
+            }
         }
     }
     let Some((_, dir)) = largest else {

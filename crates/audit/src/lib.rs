@@ -22,6 +22,7 @@ pub mod export;
 mod fsutil;
 pub mod log;
 pub mod merkle;
+pub mod retention;
 pub mod scan;
 
 use std::path::Path;
@@ -31,7 +32,7 @@ use thiserror::Error;
 
 pub use checkpoint::Checkpoint;
 pub use event::{EventError, parse_event};
-pub use log::AuditLog;
+pub use log::{AuditLog, Options};
 pub use scan::{Defect, audit_dir};
 
 /// What can go wrong with the audit log.
@@ -102,6 +103,7 @@ pub fn verify(audit_dir: &Path, saved: Option<&Checkpoint>) -> Result<Verificati
     let options = scan::ScanOptions {
         keep_leaves: false,
         root_at: saved.map(|c| c.size),
+        boundaries: false,
     };
     let scanned = scan::scan(audit_dir, &public, options)?;
     if let Some(defect) = scanned.defect {
@@ -130,6 +132,12 @@ pub fn verify(audit_dir: &Path, saved: Option<&Checkpoint>) -> Result<Verificati
         let root = match scanned.root_at {
             Some((_, root)) => root,
             None if saved.size == 0 => merkle::empty_root(),
+            None if saved.size < scanned.pruned => {
+                return Ok(Verification::Failed(format!(
+                    "the saved checkpoint covers {} records, inside the pruned range (records 1 to {}): it can no longer be checked against this log",
+                    saved.size, scanned.pruned
+                )));
+            }
             None => {
                 return Ok(Verification::Failed(
                     "could not compute the root at the saved checkpoint".to_owned(),
@@ -173,6 +181,7 @@ pub fn prove_inclusion(audit_dir: &Path, seq: u64) -> Result<InclusionProof, Aud
         scan::ScanOptions {
             keep_leaves: true,
             root_at: None,
+            boundaries: false,
         },
     )?;
     if let Some(defect) = scanned.defect {
@@ -181,19 +190,35 @@ pub fn prove_inclusion(audit_dir: &Path, seq: u64) -> Result<InclusionProof, Aud
     let checkpoint = scanned
         .last_checkpoint
         .ok_or_else(|| AuditError::OutOfRange("the log has no checkpoint yet".to_owned()))?;
-    let size = usize::try_from(checkpoint.size).unwrap_or(usize::MAX);
-    let leaves = scanned.leaves.get(..size).unwrap_or_default();
-    let index = usize::try_from(seq.saturating_sub(1)).unwrap_or(usize::MAX);
-    if seq == 0 || index >= leaves.len() {
+    if seq == 0 || seq > checkpoint.size {
         return Err(AuditError::OutOfRange(format!(
             "no record {seq}: the latest checkpoint covers records 1 to {}",
             checkpoint.size
         )));
     }
-    let path = merkle::inclusion_proof(leaves, index).unwrap_or_default();
+    if seq <= scanned.pruned {
+        return Err(AuditError::OutOfRange(format!(
+            "record {seq} was pruned (records 1 to {} are summarised in pruned.json)",
+            scanned.pruned
+        )));
+    }
+    let kept_count = usize::try_from(checkpoint.size - scanned.pruned).unwrap_or(usize::MAX);
+    let kept = scanned.leaves.get(..kept_count).unwrap_or_default();
+    let index = seq - 1;
+    let leaf = usize::try_from(index - scanned.pruned)
+        .ok()
+        .and_then(|i| kept.get(i))
+        .copied()
+        .ok_or_else(|| AuditError::OutOfRange(format!("no record {seq}")))?;
+    let path = if scanned.pruned == 0 {
+        merkle::inclusion_proof(kept, usize::try_from(index).unwrap_or(usize::MAX))
+    } else {
+        merkle::inclusion_proof_after_prune(&scanned.prefix, kept, index)
+    }
+    .ok_or_else(|| AuditError::OutOfRange(format!("no proof for record {seq}")))?;
     Ok(InclusionProof {
         seq,
-        leaf_hash: keyscope_jose::b64::encode_url(leaves.get(index).unwrap_or(&[0; 32])),
+        leaf_hash: keyscope_jose::b64::encode_url(&leaf),
         tree_size: checkpoint.size,
         path: path
             .iter()
@@ -201,6 +226,33 @@ pub fn prove_inclusion(audit_dir: &Path, seq: u64) -> Result<InclusionProof, Aud
             .collect(),
         checkpoint,
     })
+}
+
+/// Removes whole segments whose newest record is older than `older_than`, summarising them in
+/// a signed pruning summary so that verification still covers the whole history (see
+/// [`retention`]). Takes the log's lock: the log must not be open for writing elsewhere.
+/// The segment being written is never removed.
+pub fn prune(
+    audit_dir: &Path,
+    older_than: std::time::Duration,
+) -> Result<retention::PruneReport, AuditError> {
+    let lock_path = audit_dir.join("LOCK");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| AuditError::io(&lock_path, e))?;
+    lock.try_lock().map_err(|_| {
+        AuditError::Busy(format!(
+            "{} is in use by another process",
+            audit_dir.display()
+        ))
+    })?;
+    let public = checkpoint::load_public_key(audit_dir)?;
+    let age = i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX);
+    let cutoff = event::now_micros().saturating_sub(age);
+    retention::prune(audit_dir, &public, cutoff)
 }
 
 /// Reads every acknowledged record in order (for search and export), stopping at the first
@@ -224,6 +276,9 @@ pub fn read_records(
             let Some(seq) = record.get("seq").and_then(Value::as_u64) else {
                 continue;
             };
+            if seq <= scanned.pruned {
+                continue;
+            }
             if seq > limit || !visit(record) {
                 return Ok(());
             }

@@ -26,6 +26,22 @@ use crate::fsutil::sync_parent;
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::scan::{ScanOptions, genesis_prev, list_segments, scan, segment_name, segments_dir};
 
+/// How a log is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Size at which a segment is closed and a new one started (default [`SEGMENT_BYTES`]).
+    /// Retention prunes whole segments, so this is also its granularity.
+    pub segment_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            segment_bytes: SEGMENT_BYTES,
+        }
+    }
+}
+
 /// Size at which a segment is closed and a new one started.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -82,11 +98,16 @@ pub struct AuditLog {
     worker: Mutex<Option<JoinHandle<()>>>,
     latest: Arc<Mutex<Option<Checkpoint>>>,
     dir: PathBuf,
-    _lock: File,
+    /// Held (flock) while the log is open; released by `close`.
+    lock: Mutex<Option<File>>,
 }
 
 struct Writer {
     segments: PathBuf,
+    /// Size at which a new segment is started.
+    segment_bytes: u64,
+    /// Preallocation step.
+    step: u64,
     file: File,
     /// Where the next batch goes in the current segment.
     offset: u64,
@@ -102,10 +123,16 @@ struct Writer {
 }
 
 impl AuditLog {
+    /// Opens (or creates) the log in `audit_dir` with default [`Options`].
+    pub fn open(audit_dir: &Path) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with(audit_dir, Options::default())
+    }
+
     /// Opens (or creates) the log in `audit_dir`, recovering from an interrupted append:
     /// anything after the last checkpoint was never acknowledged and is cut off. A log that
     /// does not verify is refused rather than appended to.
-    pub fn open(audit_dir: &Path) -> Result<AuditLog, AuditError> {
+    pub fn open_with(audit_dir: &Path, options: Options) -> Result<AuditLog, AuditError> {
+        let step = options.segment_bytes.clamp(1, PREALLOCATE_BYTES);
         fs::create_dir_all(segments_dir(audit_dir)).map_err(|e| AuditError::io(audit_dir, e))?;
         let lock_path = audit_dir.join("LOCK");
         let lock = OpenOptions::new()
@@ -134,7 +161,12 @@ impl AuditLog {
         let segments = list_segments(audit_dir)?;
         let keep = |path: &PathBuf| committed.segment.as_ref() == Some(path);
         let mut seen_committed = false;
-        for (_, path) in &segments {
+        for (first, path) in &segments {
+            if scanned.pruned > 0 && *first <= scanned.pruned {
+                // Left behind by an interrupted prune: the summary already covers it.
+                fs::remove_file(path).map_err(|e| AuditError::io(path, e))?;
+                continue;
+            }
             if keep(path) {
                 seen_committed = true;
             } else if seen_committed || committed.segment.is_none() {
@@ -151,7 +183,7 @@ impl AuditLog {
                 erase_after(&file, committed.offset).map_err(|e| AuditError::io(path, e))?;
                 file
             }
-            None => new_segment(audit_dir, 1)?,
+            None => new_segment(audit_dir, 1, step)?,
         };
         let allocated = file
             .metadata()
@@ -167,6 +199,8 @@ impl AuditLog {
         let latest = Arc::new(Mutex::new(scanned.last_checkpoint));
         let writer = Writer {
             segments: segments_dir(audit_dir),
+            segment_bytes: options.segment_bytes,
+            step,
             file,
             offset: committed.offset,
             allocated,
@@ -202,7 +236,7 @@ impl AuditLog {
             worker: Mutex::new(Some(worker)),
             latest,
             dir: audit_dir.to_path_buf(),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -334,6 +368,10 @@ impl AuditLog {
         {
             let _ = handle.join();
         }
+        // Everything is durable: another process (or a prune) may take the log now.
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
     }
 }
 
@@ -381,7 +419,7 @@ impl Drop for AuditLog {
 }
 
 /// Creates a segment file, preallocated with zeros (see [`SEGMENT_BYTES`]).
-fn new_segment(audit_dir: &Path, first_seq: u64) -> Result<File, AuditError> {
+fn new_segment(audit_dir: &Path, first_seq: u64, step: u64) -> Result<File, AuditError> {
     let path = segments_dir(audit_dir).join(segment_name(first_seq));
     let file = OpenOptions::new()
         .create_new(true)
@@ -389,7 +427,7 @@ fn new_segment(audit_dir: &Path, first_seq: u64) -> Result<File, AuditError> {
         .write(true)
         .open(&path)
         .map_err(|e| AuditError::io(&path, e))?;
-    preallocate(&file, 0, PREALLOCATE_BYTES).map_err(|e| AuditError::io(&path, e))?;
+    preallocate(&file, 0, step).map_err(|e| AuditError::io(&path, e))?;
     sync_parent(&path)?;
     Ok(file)
 }
@@ -530,19 +568,19 @@ impl Writer {
 
         // A batch that does not fit starts a new segment (a batch larger than a whole segment
         // simply grows it).
-        if self.offset > 0 && self.offset + buffer.len() as u64 > SEGMENT_BYTES {
+        if self.offset > 0 && self.offset + buffer.len() as u64 > self.segment_bytes {
             let audit_dir = self
                 .segments
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
-            self.file = new_segment(&audit_dir, first_seq)?;
+            self.file = new_segment(&audit_dir, first_seq, self.step)?;
             self.offset = 0;
-            self.allocated = PREALLOCATE_BYTES;
+            self.allocated = self.step;
         }
         let end = self.offset + buffer.len() as u64;
         if end > self.allocated {
-            let target = end.max(self.allocated + PREALLOCATE_BYTES);
+            let target = end.max(self.allocated + self.step);
             if let Err(error) = preallocate(&self.file, self.allocated, target) {
                 let why = format!("audit log preallocation failed: {error}");
                 self.failed = Some(why.clone());

@@ -58,6 +58,17 @@ impl Frontier {
         self.size
     }
 
+    /// The perfect-subtree roots, largest first.
+    pub fn peaks(&self) -> &[Hash] {
+        &self.peaks
+    }
+
+    /// A frontier from its size and peaks (as [`Frontier::peaks`] gives them); `None` when the
+    /// number of peaks does not fit the size (one per set bit).
+    pub fn from_peaks(size: u64, peaks: Vec<Hash>) -> Option<Frontier> {
+        (size.count_ones() as usize == peaks.len()).then_some(Frontier { size, peaks })
+    }
+
     /// Appends a leaf hash.
     pub fn push(&mut self, leaf: Hash) {
         let mut carry = leaf;
@@ -159,6 +170,82 @@ fn subproof(leaves: &[Hash], m: usize, complete: bool, proof: &mut Vec<Hash>) {
     } else {
         subproof(right, m - k, false, proof);
         proof.push(subtree_root(left));
+    }
+}
+
+/// The audit path for leaf `index` when the first `prefix.size()` leaves were pruned and only
+/// their frontier is left: kept leaves start at `prefix.size()`. Every subtree the path needs
+/// is either built from kept leaves or is exactly one of the prefix's perfect subtrees (the
+/// binary structure guarantees it for kept leaves); `None` if a pruned leaf is asked for.
+pub fn inclusion_proof_after_prune(
+    prefix: &Frontier,
+    kept: &[Hash],
+    index: u64,
+) -> Option<Vec<Hash>> {
+    let pruned = prefix.size();
+    let size = pruned + kept.len() as u64;
+    if index < pruned || index >= size {
+        return None;
+    }
+    let mut peaks = Vec::with_capacity(prefix.peaks().len());
+    let mut start = 0u64;
+    for (bit, hash) in (0..64u32)
+        .rev()
+        .filter(|bit| pruned & (1 << bit) != 0)
+        .zip(prefix.peaks())
+    {
+        peaks.push((start, 1u64 << bit, *hash));
+        start += 1 << bit;
+    }
+    let tree = PrunedTree {
+        pruned,
+        peaks: &peaks,
+        kept,
+    };
+    let mut proof = Vec::new();
+    tree.path(0, size, index, &mut proof)?;
+    Some(proof)
+}
+
+struct PrunedTree<'a> {
+    pruned: u64,
+    peaks: &'a [(u64, u64, Hash)],
+    kept: &'a [Hash],
+}
+
+impl PrunedTree<'_> {
+    fn root(&self, start: u64, len: u64) -> Option<Hash> {
+        if let Some((_, _, hash)) = self.peaks.iter().find(|(s, l, _)| *s == start && *l == len) {
+            return Some(*hash);
+        }
+        if start >= self.pruned {
+            let from = usize::try_from(start - self.pruned).ok()?;
+            let to = from.checked_add(usize::try_from(len).ok()?)?;
+            return Some(subtree_root(self.kept.get(from..to)?));
+        }
+        if start + len <= self.pruned || len <= 1 {
+            return None; // inside the pruned range, and not one of its subtrees
+        }
+        let k = split_point(usize::try_from(len).ok()?) as u64;
+        Some(node_hash(
+            &self.root(start, k)?,
+            &self.root(start + k, len - k)?,
+        ))
+    }
+
+    fn path(&self, start: u64, len: u64, index: u64, proof: &mut Vec<Hash>) -> Option<()> {
+        if len <= 1 {
+            return Some(());
+        }
+        let k = split_point(usize::try_from(len).ok()?) as u64;
+        if index < start + k {
+            self.path(start, k, index, proof)?;
+            proof.push(self.root(start + k, len - k)?);
+        } else {
+            self.path(start + k, len - k, index, proof)?;
+            proof.push(self.root(start, k)?);
+        }
+        Some(())
     }
 }
 
@@ -278,6 +365,28 @@ mod tests {
                 .collect::<String>(),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
+    }
+
+    #[test]
+    fn proofs_after_pruning_match_proofs_over_all_leaves() {
+        let all = leaves(45);
+        for n in 1..=all.len() {
+            for pruned in 0..n {
+                let mut prefix = Frontier::new();
+                for leaf in &all[..pruned] {
+                    prefix.push(*leaf);
+                }
+                for index in pruned..n {
+                    let full = inclusion_proof(&all[..n], index).unwrap();
+                    let after = inclusion_proof_after_prune(&prefix, &all[pruned..n], index as u64)
+                        .unwrap();
+                    assert_eq!(full, after, "n {n} pruned {pruned} index {index}");
+                }
+                if pruned > 0 {
+                    assert!(inclusion_proof_after_prune(&prefix, &all[pruned..n], 0).is_none());
+                }
+            }
+        }
     }
 
     #[test]

@@ -94,6 +94,27 @@ pub struct Scan {
     pub defect: Option<Defect>,
     /// The root of the first `n` records, for a requested `n`.
     pub root_at: Option<(u64, Hash)>,
+    /// Per segment, the state at its final checkpoint (when asked for).
+    pub boundaries: Vec<Boundary>,
+    /// Records summarised by a pruning (none before `pruned + 1` are on disk).
+    pub pruned: u64,
+    /// The tree at the pruning point (empty when nothing was pruned).
+    pub prefix: Frontier,
+}
+
+/// The state of the log at the end of one segment.
+#[derive(Debug, Clone)]
+pub struct Boundary {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// The checkpoint that ends it.
+    pub checkpoint: Checkpoint,
+    /// The tree at that checkpoint.
+    pub frontier: Frontier,
+    /// The leaf hash of the segment's last record.
+    pub last_leaf: Hash,
+    /// `CreationTime` of the segment's last record.
+    pub newest_time: Option<String>,
 }
 
 /// Options for [`scan`].
@@ -103,6 +124,8 @@ pub struct ScanOptions {
     pub keep_leaves: bool,
     /// Remember the root after this many records (to compare with a saved checkpoint).
     pub root_at: Option<u64>,
+    /// Record the state at the end of every segment (for pruning).
+    pub boundaries: bool,
 }
 
 /// The segment files in order, with the first seq each claims.
@@ -134,7 +157,37 @@ pub(crate) fn list_segments(audit_dir: &Path) -> Result<Vec<(u64, PathBuf)>, Aud
 /// [`Scan::defect`] and [`Scan::uncommitted_tail`]; only I/O errors are errors.
 pub fn scan(audit_dir: &Path, public: &Jwk, options: ScanOptions) -> Result<Scan, AuditError> {
     let mut out = Scan::default();
-    let segments = list_segments(audit_dir)?;
+    if let Some(summary) = crate::retention::load_summary(audit_dir)? {
+        match summary.state(public) {
+            Ok((frontier, last_leaf)) => {
+                out.records = summary.checkpoint.size;
+                out.pruned = summary.checkpoint.size;
+                out.prefix = frontier.clone();
+                out.frontier = frontier;
+                out.last_leaf = Some(last_leaf);
+                out.committed.records = summary.checkpoint.size;
+                if options.root_at == Some(summary.checkpoint.size) {
+                    out.root_at = Some((summary.checkpoint.size, out.frontier.root()));
+                }
+                out.last_checkpoint = Some(summary.checkpoint);
+            }
+            Err(message) => {
+                out.defect = Some(Defect {
+                    seq: None,
+                    segment: Some(crate::retention::summary_path(audit_dir)),
+                    line: None,
+                    message,
+                });
+                return Ok(out);
+            }
+        }
+    }
+    // Segments a pruning already summarised (left behind by an interrupted prune) are skipped.
+    let pruned = out.pruned;
+    let segments: Vec<_> = list_segments(audit_dir)?
+        .into_iter()
+        .filter(|(first, _)| pruned == 0 || *first > pruned)
+        .collect();
     let segment_count = segments.len();
     for (index, (first_seq, path)) in segments.into_iter().enumerate() {
         let is_last = index + 1 == segment_count;
@@ -154,8 +207,32 @@ pub fn scan(audit_dir: &Path, public: &Jwk, options: ScanOptions) -> Result<Scan
         if !scan_segment(&bytes, &path, is_last, public, options, &mut out) {
             return Ok(out);
         }
+        let ends_in_checkpoint =
+            out.committed.segment.as_ref() == Some(&path) && out.committed.records == out.records;
+        if options.boundaries
+            && ends_in_checkpoint
+            && let (Some(checkpoint), Some(last_leaf)) = (&out.last_checkpoint, out.last_leaf)
+        {
+            out.boundaries.push(Boundary {
+                segment: path.clone(),
+                checkpoint: checkpoint.clone(),
+                frontier: out.frontier.clone(),
+                last_leaf,
+                newest_time: last_creation_time(&bytes),
+            });
+        }
     }
     Ok(out)
+}
+
+/// The `CreationTime` of the last record line in a segment.
+fn last_creation_time(bytes: &[u8]) -> Option<String> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| line.first().is_some_and(|&b| b != 0))
+        .filter_map(|line| keyscope_jose::json::scan_object(line).ok())
+        .rfind(|view| view.contains("seq"))
+        .and_then(|view| view.get_str("CreationTime").map(|t| t.into_owned()))
 }
 
 /// Scans one segment; `false` when scanning must stop (a defect, or the end of the

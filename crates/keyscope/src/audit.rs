@@ -63,6 +63,19 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Remove whole segments whose newest record is older than DAYS, keeping a signed summary
+    /// so that verification still covers the whole history. Default retention is to keep
+    /// everything: nothing is pruned unless this is run. The log must not be open elsewhere.
+    Prune {
+        #[command(flatten)]
+        data_dir: DataDir,
+        /// Age in days beyond which segments are removed (at least 1).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u64).range(1..=36500))]
+        older_than: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print an inclusion proof for record N against the latest checkpoint.
     Proof {
         #[command(flatten)]
@@ -167,6 +180,24 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot write {}", out.display()))?;
             }
             println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prune {
+            data_dir,
+            older_than,
+            json,
+        } => {
+            let dir = existing_log(&data_dir.path)?;
+            let age = std::time::Duration::from_secs(older_than.saturating_mul(86_400));
+            let report = keyscope_audit::prune(&dir, age)?;
+            if json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                println!(
+                    "removed {} segment(s); records 1 to {} are summarised by a signed checkpoint",
+                    report.segments_removed, report.records_pruned
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Proof { data_dir, seq } => {

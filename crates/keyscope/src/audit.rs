@@ -39,9 +39,10 @@ pub enum AuditCommand {
     Append {
         #[command(flatten)]
         data_dir: DataDir,
-        /// Also write the latest checkpoint to this file when done (a copy kept elsewhere).
-        #[arg(long, value_name = "FILE")]
-        checkpoint_copy: Option<PathBuf>,
+        /// Also send the latest checkpoint, when done, to a file or to an http:// endpoint
+        /// (POST, JSON body): a copy kept out of an attacker's reach.
+        #[arg(long, value_name = "FILE|URL")]
+        checkpoint_copy: Option<crate::checkpoint_copy::Target>,
     },
     /// Recompute every hash link, record and checkpoint. Exit 0 when intact, 1 naming the
     /// first problem.
@@ -154,7 +155,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Append {
             data_dir,
             checkpoint_copy,
-        } => append(&data_dir.path, checkpoint_copy.as_deref()),
+        } => append(&data_dir.path, checkpoint_copy.as_ref()),
         AuditCommand::Verify {
             data_dir,
             checkpoint,
@@ -192,6 +193,8 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let report = keyscope_audit::prune(&dir, age)?;
             if json {
                 print_json(&serde_json::to_value(&report)?);
+            } else if report.records_pruned == 0 {
+                println!("nothing to prune: no closed segment is older than {older_than} days");
             } else {
                 println!(
                     "removed {} segment(s); records 1 to {} are summarised by a signed checkpoint",
@@ -247,7 +250,10 @@ fn existing_log(data_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn append(data_dir: &Path, checkpoint_copy: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn append(
+    data_dir: &Path,
+    checkpoint_copy: Option<&crate::checkpoint_copy::Target>,
+) -> anyhow::Result<ExitCode> {
     let log = AuditLog::open(&audit_dir(data_dir)).context("cannot open the audit log")?;
     let stdin = std::io::stdin().lock();
     let mut lines = BoundedLines::new(stdin, MAX_EVENT_BYTES);
@@ -300,9 +306,9 @@ fn append(data_dir: &Path, checkpoint_copy: Option<&Path>) -> anyhow::Result<Exi
         }
         out.flush()?;
     }
-    if let (Some(path), Some(checkpoint)) = (checkpoint_copy, log.latest_checkpoint()) {
-        std::fs::write(path, format!("{}\n", serde_json::to_string(&checkpoint)?))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    if let (Some(target), Some(checkpoint)) = (checkpoint_copy, log.latest_checkpoint()) {
+        crate::checkpoint_copy::publish(target, &checkpoint)
+            .context("the events are durable, but the checkpoint copy failed")?;
     }
     log.close();
     if refused > 0 {

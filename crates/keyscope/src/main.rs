@@ -9,6 +9,7 @@
 mod audit;
 mod bench;
 mod bench_audit;
+mod checkpoint_copy;
 mod input;
 mod key;
 mod token;

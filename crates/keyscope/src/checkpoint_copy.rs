@@ -1,0 +1,138 @@
+//! Keeping a copy of the latest audit checkpoint outside the machine: a file, or an HTTP
+//! endpoint that receives it by POST. A copy the attacker cannot reach is what exposes a
+//! history rewritten with the audit key.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use keyscope_audit::Checkpoint;
+
+/// Where a checkpoint copy goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A file (replaced).
+    File(std::path::PathBuf),
+    /// `http://host[:port]/path`, by POST with a JSON body.
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+    },
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Target, String> {
+        if let Some(rest) = text.strip_prefix("http://") {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, "/"),
+            };
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((host, port)) => (
+                    host,
+                    port.parse::<u16>()
+                        .map_err(|_| format!("invalid port in {text:?}"))?,
+                ),
+                None => (authority, 80),
+            };
+            let clean = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+            if !clean(host) || !clean(path) || host.contains('@') {
+                return Err(format!("invalid URL {text:?}"));
+            }
+            return Ok(Target::Http {
+                host: host.to_owned(),
+                port,
+                path: path.to_owned(),
+            });
+        }
+        if text.starts_with("https://") {
+            return Err("https:// is not supported yet; use http:// to a collector on a trusted network, or a file".into());
+        }
+        if text.is_empty() {
+            return Err("empty checkpoint target".into());
+        }
+        Ok(Target::File(text.into()))
+    }
+}
+
+/// Sends or writes the checkpoint.
+pub fn publish(target: &Target, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+    let body = format!("{}\n", serde_json::to_string(checkpoint)?);
+    match target {
+        Target::File(path) => {
+            std::fs::write(path, body).with_context(|| format!("cannot write {}", path.display()))
+        }
+        Target::Http { host, port, path } => post(host, *port, path, &body),
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn post(host: &str, port: u16, path: &str, body: &str) -> anyhow::Result<()> {
+    let address = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("no address for {host}"))?;
+    let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)
+        .with_context(|| format!("cannot connect to {host}:{port}"))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: keyscope/{}\r\n\r\n{body}",
+        body.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    stream.write_all(request.as_bytes())?;
+    // Only the status line matters; read a bounded amount.
+    let mut response = Vec::new();
+    stream.take(4096).read_to_end(&mut response).ok();
+    let status_line = response
+        .split(|&b| b == b'\n')
+        .next()
+        .map(|line| String::from_utf8_lossy(line).trim().to_owned())
+        .unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok());
+    match status {
+        Some(code) if (200..300).contains(&code) => Ok(()),
+        Some(code) => bail!("checkpoint endpoint {host}:{port}{path} answered {code}"),
+        None => bail!("checkpoint endpoint {host}:{port}{path} gave no HTTP answer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            "http://collector.example:8080/audit/checkpoints".parse(),
+            Ok(Target::Http {
+                host: "collector.example".into(),
+                port: 8080,
+                path: "/audit/checkpoints".into()
+            })
+        );
+        assert_eq!(
+            "http://127.0.0.1".parse(),
+            Ok(Target::Http {
+                host: "127.0.0.1".into(),
+                port: 80,
+                path: "/".into()
+            })
+        );
+        assert!("https://x/".parse::<Target>().is_err());
+        assert!("http://x:99999/".parse::<Target>().is_err());
+        assert!("http://a b/".parse::<Target>().is_err());
+        assert!("http://user@x/".parse::<Target>().is_err());
+        assert_eq!("copy.json".parse(), Ok(Target::File("copy.json".into())));
+    }
+}

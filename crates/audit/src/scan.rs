@@ -100,6 +100,8 @@ pub struct Scan {
     pub pruned: u64,
     /// The tree at the pruning point (empty when nothing was pruned).
     pub prefix: Frontier,
+    /// Signature checks in flight (only during a scan).
+    pub(crate) deferred: Option<Deferred>,
 }
 
 /// The state of the log at the end of one segment.
@@ -156,7 +158,65 @@ pub(crate) fn list_segments(audit_dir: &Path) -> Result<Vec<(u64, PathBuf)>, Aud
 /// Reads and checks the whole log. Never fails on content: problems are reported in
 /// [`Scan::defect`] and [`Scan::uncommitted_tail`]; only I/O errors are errors.
 pub fn scan(audit_dir: &Path, public: &Jwk, options: ScanOptions) -> Result<Scan, AuditError> {
-    let mut out = Scan::default();
+    // Checkpoint signatures (an Ed25519 verification each, the dominant cost in a log of small
+    // batches) are checked on a second thread while the main pass hashes records.
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Checkpoint)>(4096);
+        let checker = scope.spawn(move || {
+            let mut first_bad = None;
+            for (index, checkpoint) in receiver {
+                if first_bad.is_none() && !checkpoint.signature_valid(public) {
+                    first_bad = Some(index);
+                }
+            }
+            first_bad
+        });
+        let mut out = Scan {
+            deferred: Some(Deferred {
+                sender,
+                positions: Vec::new(),
+            }),
+            ..Scan::default()
+        };
+        let result = scan_pass(audit_dir, public, options, &mut out);
+        let positions = out.deferred.take().map(|d| d.positions).unwrap_or_default();
+        let first_bad = checker.join().unwrap_or(Some(0));
+        result?;
+        // A checkpoint whose signature fails comes before anything the pass stopped at (the
+        // pass never goes beyond a defect), so it is the first problem.
+        if let Some(index) = first_bad {
+            out.defect = positions.get(index).cloned().or_else(|| {
+                Some(Defect {
+                    seq: None,
+                    segment: None,
+                    line: None,
+                    message: "a checkpoint is not signed by the audit key".to_owned(),
+                })
+            });
+            out.uncommitted_tail = true;
+        }
+        Ok(out)
+    })
+}
+
+/// Checkpoints handed to the signature checker, with where each one is (for the report).
+pub(crate) struct Deferred {
+    sender: std::sync::mpsc::SyncSender<(usize, Checkpoint)>,
+    positions: Vec<Defect>,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred").finish_non_exhaustive()
+    }
+}
+
+fn scan_pass(
+    audit_dir: &Path,
+    public: &Jwk,
+    options: ScanOptions,
+    out: &mut Scan,
+) -> Result<(), AuditError> {
     if let Some(summary) = crate::retention::load_summary(audit_dir)? {
         match summary.state(public) {
             Ok((frontier, last_leaf)) => {
@@ -178,7 +238,7 @@ pub fn scan(audit_dir: &Path, public: &Jwk, options: ScanOptions) -> Result<Scan
                     line: None,
                     message,
                 });
-                return Ok(out);
+                return Ok(());
             }
         }
     }
@@ -201,11 +261,11 @@ pub fn scan(audit_dir: &Path, public: &Jwk, options: ScanOptions) -> Result<Scan
                     out.records + 1
                 ),
             });
-            return Ok(out);
+            return Ok(());
         }
         let bytes = fs::read(&path).map_err(|e| AuditError::io(&path, e))?;
-        if !scan_segment(&bytes, &path, is_last, public, options, &mut out) {
-            return Ok(out);
+        if !scan_segment(&bytes, &path, is_last, public, options, out) {
+            return Ok(());
         }
         let ends_in_checkpoint =
             out.committed.segment.as_ref() == Some(&path) && out.committed.records == out.records;
@@ -222,7 +282,7 @@ pub fn scan(audit_dir: &Path, public: &Jwk, options: ScanOptions) -> Result<Scan
             });
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The `CreationTime` of the last record line in a segment.
@@ -279,7 +339,7 @@ fn scan_segment(
         };
         let line = rest.get(..length).unwrap_or_default();
         let line_end = offset + length + 1;
-        match check_line(line, public, out, options) {
+        match check_line(line, (Some(path), line_number), public, out, options) {
             Ok(LineKind::Record) => {}
             Ok(LineKind::Checkpoint) => {
                 out.committed = Committed {
@@ -385,6 +445,7 @@ impl From<&str> for LineError {
 
 fn check_line(
     line: &[u8],
+    position: (Option<&Path>, usize),
     public: &Jwk,
     out: &mut Scan,
     options: ScanOptions,
@@ -397,11 +458,31 @@ fn check_line(
         }
         let checkpoint: Checkpoint = serde_json::from_str(raw.text())
             .map_err(|e| LineError::from(format!("unreadable checkpoint: {e}")))?;
-        if !checkpoint.signature_valid(public) {
-            return Err(LineError::from(format!(
-                "checkpoint for {} records is not signed by the audit key",
-                checkpoint.size
-            )));
+        let unsigned = format!(
+            "checkpoint for {} records is not signed by the audit key",
+            checkpoint.size
+        );
+        match out.deferred.as_mut() {
+            Some(deferred) => {
+                let position = Defect {
+                    seq: Some(out.records + 1),
+                    segment: position.0.map(Path::to_path_buf),
+                    line: Some(position.1),
+                    message: unsigned,
+                };
+                let index = deferred.positions.len();
+                deferred.positions.push(position);
+                if deferred.sender.send((index, checkpoint.clone())).is_err()
+                    && !checkpoint.signature_valid(public)
+                {
+                    return Err(LineError::from(format!(
+                        "checkpoint for {} records is not signed by the audit key",
+                        checkpoint.size
+                    )));
+                }
+            }
+            None if !checkpoint.signature_valid(public) => return Err(LineError::from(unsigned)),
+            None => {}
         }
         if checkpoint.size != out.records {
             return Err(LineError::from(format!(

@@ -42,3 +42,22 @@ pub(crate) fn sync_parent(path: &Path) -> Result<(), AuditError> {
     }
     Ok(())
 }
+
+/// Takes the log's exclusive lock (`LOCK`, flock): one writer or pruner at a time. Held until
+/// the returned file is dropped.
+pub(crate) fn lock_log(audit_dir: &Path) -> Result<File, AuditError> {
+    let lock_path = audit_dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| AuditError::io(&lock_path, e))?;
+    lock.try_lock().map_err(|_| {
+        AuditError::Busy(format!(
+            "{} is in use by another process",
+            audit_dir.display()
+        ))
+    })?;
+    Ok(lock)
+}

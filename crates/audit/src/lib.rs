@@ -236,19 +236,7 @@ pub fn prune(
     audit_dir: &Path,
     older_than: std::time::Duration,
 ) -> Result<retention::PruneReport, AuditError> {
-    let lock_path = audit_dir.join("LOCK");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| AuditError::io(&lock_path, e))?;
-    lock.try_lock().map_err(|_| {
-        AuditError::Busy(format!(
-            "{} is in use by another process",
-            audit_dir.display()
-        ))
-    })?;
+    let _lock = fsutil::lock_log(audit_dir)?;
     let public = checkpoint::load_public_key(audit_dir)?;
     let age = i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX);
     let cutoff = event::now_micros().saturating_sub(age);

@@ -134,19 +134,7 @@ impl AuditLog {
     pub fn open_with(audit_dir: &Path, options: Options) -> Result<AuditLog, AuditError> {
         let step = options.segment_bytes.clamp(1, PREALLOCATE_BYTES);
         fs::create_dir_all(segments_dir(audit_dir)).map_err(|e| AuditError::io(audit_dir, e))?;
-        let lock_path = audit_dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| AuditError::io(&lock_path, e))?;
-        lock.try_lock().map_err(|_| {
-            AuditError::Busy(format!(
-                "{} is in use by another process",
-                audit_dir.display()
-            ))
-        })?;
+        let lock = crate::fsutil::lock_log(audit_dir)?;
         let (key, public) = load_or_create_key(audit_dir)?;
         let scanned = scan(audit_dir, &public, ScanOptions::default())?;
         if let Some(defect) = scanned.defect {

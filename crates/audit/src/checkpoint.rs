@@ -78,10 +78,8 @@ impl Checkpoint {
 
     /// Reads a checkpoint saved as JSON (as `keyscope audit checkpoint` prints it).
     pub fn load(path: &Path) -> Result<Checkpoint, AuditError> {
-        let bytes = std::fs::read(path).map_err(|e| AuditError::io(path, e))?;
-        if bytes.len() > 64 * 1024 {
-            return Err(AuditError::Checkpoint("checkpoint file too large".into()));
-        }
+        let bytes = crate::fsutil::read_small(path, 64 * 1024)
+            .map_err(|e| AuditError::Checkpoint(e.to_string()))?;
         keyscope_jose::json::validate(&bytes)
             .map_err(|e| AuditError::Checkpoint(format!("{}: {e}", path.display())))?;
         serde_json::from_slice(&bytes)
@@ -150,7 +148,7 @@ pub(crate) fn load_or_create_key(dir: &Path) -> Result<(SigningKey, Jwk), AuditE
 }
 
 fn load_private_key(path: &Path) -> Result<SigningKey, AuditError> {
-    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| AuditError::io(path, e))?);
+    let bytes = zeroize::Zeroizing::new(crate::fsutil::read_small(path, 64 * 1024)?);
     SigningKey::from_private_jwk(&bytes)
         .map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))
 }
@@ -172,7 +170,7 @@ pub(crate) fn load_public_key(dir: &Path) -> Result<Jwk, AuditError> {
                 .map_err(|e| AuditError::Key(e.to_string()));
         }
     }
-    let bytes = std::fs::read(&path).map_err(|e| AuditError::io(&path, e))?;
+    let bytes = crate::fsutil::read_small(&path, 64 * 1024)?;
     let members = keyscope_jose::json::parse_object(&bytes)
         .map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))?;
     Jwk::from_object(members).map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))

@@ -61,3 +61,21 @@ pub(crate) fn lock_log(audit_dir: &Path) -> Result<File, AuditError> {
     })?;
     Ok(lock)
 }
+
+/// Reads a small file (a key, a summary, a checkpoint) with a size limit: a huge file in the
+/// data directory is an error, not something to load.
+pub(crate) fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, AuditError> {
+    use std::io::Read;
+    let file = File::open(path).map_err(|e| AuditError::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| AuditError::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(AuditError::Corrupt(format!(
+            "{}: larger than {limit} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}

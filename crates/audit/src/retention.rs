@@ -63,7 +63,10 @@ pub(crate) fn summary_path(audit_dir: &Path) -> PathBuf {
 /// Reads the pruning summary, if the log was ever pruned.
 pub(crate) fn load_summary(audit_dir: &Path) -> Result<Option<PrunedSummary>, AuditError> {
     let path = summary_path(audit_dir);
-    match std::fs::read(&path) {
+    if !path.exists() {
+        return Ok(None);
+    }
+    match crate::fsutil::read_small(&path, 1024 * 1024) {
         Ok(bytes) => {
             keyscope_jose::json::validate(&bytes)
                 .map_err(|e| AuditError::Corrupt(format!("{}: {e}", path.display())))?;
@@ -71,8 +74,7 @@ pub(crate) fn load_summary(audit_dir: &Path) -> Result<Option<PrunedSummary>, Au
                 .map(Some)
                 .map_err(|e| AuditError::Corrupt(format!("{}: {e}", path.display())))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AuditError::io(&path, e)),
+        Err(e) => Err(e),
     }
 }
 

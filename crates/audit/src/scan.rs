@@ -296,7 +296,8 @@ fn last_creation_time(bytes: &[u8]) -> Option<String> {
 }
 
 /// Scans one segment; `false` when scanning must stop (a defect, or the end of the
-/// acknowledged part).
+/// acknowledged part). Lines are parsed and hashed on both cores first (each line on its
+/// own); the checks that link lines together then run in order.
 fn scan_segment(
     bytes: &[u8],
     path: &Path,
@@ -305,47 +306,32 @@ fn scan_segment(
     options: ScanOptions,
     out: &mut Scan,
 ) -> bool {
+    // The complete lines, up to where the data ends (zero bytes or an incomplete line).
+    let mut lines = Vec::new();
     let mut offset = 0usize;
-    let mut line_number = 0usize;
-    while offset < bytes.len() {
-        line_number += 1;
-        let rest = bytes.get(offset..).unwrap_or_default();
-        // Segments are preallocated: the data ends where the zero bytes begin.
+    while let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) {
         if rest.first() == Some(&0) {
-            if rest.iter().all(|&b| b == 0) {
-                return true;
-            }
-            return torn_or_tampered(
-                rest,
-                is_last,
-                public,
-                out,
-                defect_at(
-                    out,
-                    path,
-                    line_number,
-                    "data after the end of the segment's data",
-                ),
-            );
+            break;
         }
         let Some(length) = memchr::memchr(b'\n', rest) else {
-            return torn_or_tampered(
-                rest,
-                is_last,
-                public,
-                out,
-                defect_at(out, path, line_number, "incomplete line"),
-            );
+            break;
         };
-        let line = rest.get(..length).unwrap_or_default();
-        let line_end = offset + length + 1;
-        match check_line(line, (Some(path), line_number), public, out, options) {
+        lines.push((offset, offset + length));
+        offset += length + 1;
+    }
+    let parsed = parse_lines(bytes, &lines);
+
+    for (index, ((start, end), parsed)) in lines.iter().zip(parsed).enumerate() {
+        let line_number = index + 1;
+        let line = bytes.get(*start..*end).unwrap_or_default();
+        let rest = bytes.get(*start..).unwrap_or_default();
+        match apply_line(parsed, (Some(path), line_number), public, out, options) {
             Ok(LineKind::Record) => {}
             Ok(LineKind::Checkpoint) => {
                 out.committed = Committed {
                     records: out.records,
                     segment: Some(path.to_path_buf()),
-                    offset: line_end as u64,
+                    offset: (*end + 1) as u64,
                 };
                 out.uncommitted_tail = false;
             }
@@ -367,9 +353,85 @@ fn scan_segment(
         if out.records > out.committed.records {
             out.uncommitted_tail = true;
         }
-        offset = line_end;
     }
-    true
+
+    // What follows the last complete line: nothing, zero bytes (preallocated space), or the
+    // remains of an interrupted write.
+    let line_number = lines.len() + 1;
+    let rest = bytes.get(offset..).unwrap_or_default();
+    if rest.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let what = if rest.first() == Some(&0) {
+        "data after the end of the segment's data"
+    } else {
+        "incomplete line"
+    };
+    let defect = defect_at(out, path, line_number, what);
+    torn_or_tampered(rest, is_last, public, out, defect)
+}
+
+/// What one line says on its own, before it is linked to the lines around it.
+enum Parsed {
+    Record {
+        seq: Option<u64>,
+        /// The decoded `prev` (`None` when absent, `Some(None)` when not a 32-byte hash).
+        prev: Option<Option<Hash>>,
+        has_operation: bool,
+        leaf: Hash,
+    },
+    Checkpoint(Box<Checkpoint>),
+    Invalid(String),
+}
+
+/// Parses and hashes lines, on two threads when there are enough of them.
+fn parse_lines(bytes: &[u8], lines: &[(usize, usize)]) -> Vec<Parsed> {
+    let parse =
+        |range: &(usize, usize)| parse_line(bytes.get(range.0..range.1).unwrap_or_default());
+    if lines.len() < 512 {
+        return lines.iter().map(parse).collect();
+    }
+    let (first, second) = lines.split_at(lines.len() / 2);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| second.iter().map(parse).collect::<Vec<_>>());
+        let mut parsed: Vec<Parsed> = first.iter().map(parse).collect();
+        match other.join() {
+            Ok(rest) => parsed.extend(rest),
+            Err(_) => parsed.extend(second.iter().map(parse)),
+        }
+        parsed
+    })
+}
+
+fn parse_line(line: &[u8]) -> Parsed {
+    let view = match keyscope_jose::json::scan_object(line) {
+        Ok(view) => view,
+        Err(e) => return Parsed::Invalid(format!("not a valid line: {e}")),
+    };
+    if let Some(raw) = view.get("checkpoint") {
+        if view.members().len() != 1 {
+            return Parsed::Invalid("a checkpoint line holds only the checkpoint".into());
+        }
+        return match serde_json::from_str::<Checkpoint>(raw.text()) {
+            Ok(checkpoint) => Parsed::Checkpoint(Box::new(checkpoint)),
+            Err(e) => Parsed::Invalid(format!("unreadable checkpoint: {e}")),
+        };
+    }
+    let seq = view.get("seq").and_then(|v| match v.as_number() {
+        Some(keyscope_jose::json::Number::Int(n)) => u64::try_from(n).ok(),
+        _ => None,
+    });
+    let prev = view.get_str("prev").map(|text| {
+        b64::decode_url(text.as_bytes())
+            .ok()
+            .and_then(|bytes| Hash::try_from(bytes).ok())
+    });
+    Parsed::Record {
+        seq,
+        prev,
+        has_operation: view.contains("Operation"),
+        leaf: leaf_hash(line),
+    }
 }
 
 /// Decides what bytes that fail their checks at `rest` are. A checkpoint line that verifies
@@ -443,89 +505,34 @@ impl From<&str> for LineError {
     }
 }
 
-fn check_line(
-    line: &[u8],
+fn apply_line(
+    parsed: Parsed,
     position: (Option<&Path>, usize),
     public: &Jwk,
     out: &mut Scan,
     options: ScanOptions,
 ) -> Result<LineKind, LineError> {
-    let view = keyscope_jose::json::scan_object(line)
-        .map_err(|e| LineError::from(format!("not a valid line: {e}")))?;
-    if let Some(raw) = view.get("checkpoint") {
-        if view.members().len() != 1 {
-            return Err("a checkpoint line holds only the checkpoint".into());
+    let (seq, prev, has_operation, leaf) = match parsed {
+        Parsed::Invalid(message) => return Err(LineError::from(message)),
+        Parsed::Checkpoint(checkpoint) => {
+            return apply_checkpoint(*checkpoint, position, public, out);
         }
-        let checkpoint: Checkpoint = serde_json::from_str(raw.text())
-            .map_err(|e| LineError::from(format!("unreadable checkpoint: {e}")))?;
-        let unsigned = format!(
-            "checkpoint for {} records is not signed by the audit key",
-            checkpoint.size
-        );
-        match out.deferred.as_mut() {
-            Some(deferred) => {
-                let position = Defect {
-                    seq: Some(out.records + 1),
-                    segment: position.0.map(Path::to_path_buf),
-                    line: Some(position.1),
-                    message: unsigned,
-                };
-                let index = deferred.positions.len();
-                deferred.positions.push(position);
-                if deferred.sender.send((index, checkpoint.clone())).is_err()
-                    && !checkpoint.signature_valid(public)
-                {
-                    return Err(LineError::from(format!(
-                        "checkpoint for {} records is not signed by the audit key",
-                        checkpoint.size
-                    )));
-                }
-            }
-            None if !checkpoint.signature_valid(public) => return Err(LineError::from(unsigned)),
-            None => {}
-        }
-        if checkpoint.size != out.records {
-            return Err(LineError::from(format!(
-                "checkpoint claims {} records where the log has {}",
-                checkpoint.size, out.records
-            )));
-        }
-        if checkpoint.root_hash() != Some(out.frontier.root()) {
-            // Within a batch every record but the last is vouched for by its successor's
-            // `prev`, so with an intact chain the changed record is the batch's last one
-            // (or the chain itself was rewritten from an earlier record on).
-            let first_of_batch = out.committed.records + 1;
-            return Err(LineError {
-                seq: Some(checkpoint.size),
-                message: format!(
-                    "does not match the signed checkpoint for {} records (this record, or records from {first_of_batch} on with their hash chain rewritten, were changed)",
-                    checkpoint.size
-                ),
-            });
-        }
-        out.last_checkpoint = Some(checkpoint);
-        return Ok(LineKind::Checkpoint);
-    }
+        Parsed::Record {
+            seq,
+            prev,
+            has_operation,
+            leaf,
+        } => (seq, prev, has_operation, leaf),
+    };
     let expected = out.records + 1;
-    let seq = view
-        .get("seq")
-        .and_then(|v| match v.as_number() {
-            Some(keyscope_jose::json::Number::Int(n)) => u64::try_from(n).ok(),
-            _ => None,
-        })
-        .ok_or_else(|| LineError::from("record without a valid seq"))?;
+    let seq = seq.ok_or_else(|| LineError::from("record without a valid seq"))?;
     if seq != expected {
         return Err(LineError::from(format!(
             "found record {seq} where record {expected} belongs (records deleted, duplicated or reordered)"
         )));
     }
-    let prev = view
-        .get_str("prev")
-        .ok_or_else(|| LineError::from("record without prev"))?;
-    let expected_prev = out
-        .last_leaf
-        .map_or_else(genesis_prev, |leaf| b64::encode_url(&leaf));
-    if prev != expected_prev {
+    let prev = prev.ok_or_else(|| LineError::from("record without prev"))?;
+    if prev != Some(out.last_leaf.unwrap_or([0u8; 32])) {
         return Err(LineError {
             seq: Some(seq - 1),
             message: format!(
@@ -534,10 +541,9 @@ fn check_line(
             ),
         });
     }
-    if !view.contains("Operation") {
+    if !has_operation {
         return Err("record without Operation".into());
     }
-    let leaf = leaf_hash(line);
     out.frontier.push(leaf);
     out.last_leaf = Some(leaf);
     out.records = seq;
@@ -548,4 +554,55 @@ fn check_line(
         out.root_at = Some((seq, out.frontier.root()));
     }
     Ok(LineKind::Record)
+}
+
+fn apply_checkpoint(
+    checkpoint: Checkpoint,
+    position: (Option<&Path>, usize),
+    public: &Jwk,
+    out: &mut Scan,
+) -> Result<LineKind, LineError> {
+    let unsigned = format!(
+        "checkpoint for {} records is not signed by the audit key",
+        checkpoint.size
+    );
+    match out.deferred.as_mut() {
+        Some(deferred) => {
+            let index = deferred.positions.len();
+            deferred.positions.push(Defect {
+                seq: Some(out.records + 1),
+                segment: position.0.map(Path::to_path_buf),
+                line: Some(position.1),
+                message: unsigned.clone(),
+            });
+            if deferred.sender.send((index, checkpoint.clone())).is_err()
+                && !checkpoint.signature_valid(public)
+            {
+                return Err(LineError::from(unsigned));
+            }
+        }
+        None if !checkpoint.signature_valid(public) => return Err(LineError::from(unsigned)),
+        None => {}
+    }
+    if checkpoint.size != out.records {
+        return Err(LineError::from(format!(
+            "checkpoint claims {} records where the log has {}",
+            checkpoint.size, out.records
+        )));
+    }
+    if checkpoint.root_hash() != Some(out.frontier.root()) {
+        // Within a batch every record but the last is vouched for by its successor's
+        // `prev`, so with an intact chain the changed record is the batch's last one
+        // (or the chain itself was rewritten from an earlier record on).
+        let first_of_batch = out.committed.records + 1;
+        return Err(LineError {
+            seq: Some(checkpoint.size),
+            message: format!(
+                "does not match the signed checkpoint for {} records (this record, or records from {first_of_batch} on with their hash chain rewritten, were changed)",
+                checkpoint.size
+            ),
+        });
+    }
+    out.last_checkpoint = Some(checkpoint);
+    Ok(LineKind::Checkpoint)
 }

@@ -8,10 +8,10 @@
 //! operator can later prove that nothing was edited, reordered or cut off
 //! ([`verify`]), prove a record's inclusion and the consistency of two checkpoints.
 //!
-//! Boundaries: this crate knows files and hashes, not services. It does no network I/O.
+//! Boundaries: this crate knows files and hashes, not services. It does no network I/O
+//! (copies of checkpoints to a collector are sent by the binary).
 //!
-//! Not yet: retention (pruning with a summarising checkpoint), pushing checkpoints to an HTTP
-//! endpoint, and an index for search (search scans).
+//! Not yet: an index for search (search scans the log).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -79,3 +79,15 @@ pub(crate) fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, AuditError>
     }
     Ok(bytes)
 }
+
+/// Whether a writer (or pruner) holds the log right now. Never creates the lock file.
+pub(crate) fn log_in_use(audit_dir: &Path) -> bool {
+    let Ok(lock) = OpenOptions::new().write(true).open(audit_dir.join("LOCK")) else {
+        return false;
+    };
+    match lock.try_lock() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}

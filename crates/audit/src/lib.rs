@@ -97,7 +97,8 @@ pub enum Verification {
 
 /// Recomputes everything: every record's hash link and sequence number, every checkpoint's
 /// signature and root, and, when a checkpoint saved elsewhere is given, that the log still
-/// holds exactly the records it covered.
+/// holds exactly the records it covered. A log that a writer holds open may be verified: the
+/// batch it is writing (after the last checkpoint) is not counted and not held against it.
 pub fn verify(audit_dir: &Path, saved: Option<&Checkpoint>) -> Result<Verification, AuditError> {
     let public = checkpoint::load_public_key(audit_dir)?;
     let options = scan::ScanOptions {
@@ -109,7 +110,15 @@ pub fn verify(audit_dir: &Path, saved: Option<&Checkpoint>) -> Result<Verificati
     if let Some(defect) = scanned.defect {
         return Ok(Verification::Failed(defect.to_string()));
     }
-    if scanned.uncommitted_tail {
+    // A writer holding the log is mid-batch: its unacknowledged tail is work in progress,
+    // not damage, and the verified part ends at the last checkpoint.
+    let live = scanned.uncommitted_tail && fsutil::log_in_use(audit_dir);
+    let records = if live {
+        scanned.committed.records
+    } else {
+        scanned.records
+    };
+    if scanned.uncommitted_tail && !live {
         return Ok(Verification::Failed(format!(
             "the log ends with data after its last signed checkpoint (records {} to {}, or a torn write): never acknowledged; an interrupted append, or records added without the audit key",
             scanned.committed.records + 1,
@@ -123,10 +132,10 @@ pub fn verify(audit_dir: &Path, saved: Option<&Checkpoint>) -> Result<Verificati
                 saved.kid
             )));
         }
-        if scanned.records < saved.size {
+        if records < saved.size {
             return Ok(Verification::Failed(format!(
-                "the log is shorter than the saved checkpoint: {} records, the checkpoint covers {}",
-                scanned.records, saved.size
+                "the log is shorter than the saved checkpoint: {records} records, the checkpoint covers {}",
+                saved.size
             )));
         }
         let root = match scanned.root_at {
@@ -152,7 +161,7 @@ pub fn verify(audit_dir: &Path, saved: Option<&Checkpoint>) -> Result<Verificati
         }
     }
     Ok(Verification::Intact {
-        records: scanned.records,
+        records,
         checkpoint: scanned.last_checkpoint,
     })
 }

@@ -174,3 +174,40 @@ fn the_segment_being_written_is_never_pruned() {
         Verification::Intact { records: 20, .. }
     ));
 }
+
+#[test]
+fn a_log_held_by_a_writer_verifies_up_to_its_last_checkpoint() {
+    use std::io::Write;
+    let dir = Dir::new("live");
+    let log = AuditLog::open(&dir.0).unwrap();
+    for n in 0..5 {
+        log.append(event(n, "2099-01-01T00:00:00Z")).unwrap();
+    }
+    // A batch being written right now: a record line after the last checkpoint.
+    let segment = fs::read_dir(dir.0.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = fs::read(&segment).unwrap();
+    let end = bytes.iter().position(|&b| b == 0).unwrap();
+    let mut file = fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(end as u64)).unwrap();
+    file.write_all(b"{\"Operation\":\"Send\",\"prev\":\"x\",\"seq\":6}\n")
+        .unwrap();
+    drop(file);
+    match verify(&dir.0, None).unwrap() {
+        Verification::Intact { records, .. } => assert_eq!(records, 5),
+        Verification::Failed(why) => panic!("a live log was reported damaged: {why}"),
+    }
+    // The same bytes with no writer holding the log are an unacknowledged tail.
+    log.close();
+    match verify(&dir.0, None).unwrap() {
+        Verification::Failed(why) => {
+            assert!(why.contains("after its last signed checkpoint"), "{why}")
+        }
+        Verification::Intact { .. } => panic!("an unacknowledged tail passed"),
+    }
+    drop(log);
+}

@@ -119,7 +119,6 @@ struct Writer {
     frontier: Frontier,
     key: SigningKey,
     latest: Arc<Mutex<Option<Checkpoint>>>,
-    failed: Option<String>,
 }
 
 impl AuditLog {
@@ -198,7 +197,6 @@ impl AuditLog {
             frontier,
             key,
             latest: Arc::clone(&latest),
-            failed: None,
         };
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
@@ -476,11 +474,20 @@ impl Writer {
                 // later appenders get the next generation.
                 let generation = state.generation;
                 state.generation += 1;
-                (generation, std::mem::take(&mut state.pending))
+                (
+                    generation,
+                    std::mem::take(&mut state.pending),
+                    state.failed.clone(),
+                )
             };
-            let (generation, batch) = batch;
+            let (generation, batch, failed) = batch;
             let count = batch.len() as u64;
-            let result = self.commit(batch);
+            // After a failed write the file may end in a partial batch: nothing more is
+            // written until the log is reopened (and recovered).
+            let result = match failed {
+                Some(why) => Err(AuditError::Failed(why)),
+                None => self.commit(batch),
+            };
             if let Ok(mut state) = queue.state.lock() {
                 match result {
                     Ok(first_seq) => state.committed = first_seq + count - 1,
@@ -505,9 +512,6 @@ impl Writer {
 
     /// Writes a batch and its checkpoint durably; returns the first seq of the batch.
     fn commit(&mut self, batch: Vec<Vec<u8>>) -> Result<u64, AuditError> {
-        if let Some(why) = &self.failed {
-            return Err(AuditError::Failed(why.clone()));
-        }
         let first_seq = self.next_seq;
         let mut frontier = self.frontier.clone();
         let (mut prev, mut has_prev) = (self.prev, self.has_prev);
@@ -570,9 +574,9 @@ impl Writer {
         if end > self.allocated {
             let target = end.max(self.allocated + self.step);
             if let Err(error) = preallocate(&self.file, self.allocated, target) {
-                let why = format!("audit log preallocation failed: {error}");
-                self.failed = Some(why.clone());
-                return Err(AuditError::Failed(why));
+                return Err(AuditError::Failed(format!(
+                    "audit log preallocation failed: {error}"
+                )));
             }
             self.allocated = target;
         }
@@ -582,9 +586,9 @@ impl Writer {
             .and_then(|()| self.file.sync_data());
         if let Err(error) = written {
             // The file may now end in a partial batch; recovery on the next open cuts it off.
-            let why = format!("audit log write failed: {error}");
-            self.failed = Some(why.clone());
-            return Err(AuditError::Failed(why));
+            return Err(AuditError::Failed(format!(
+                "audit log write failed: {error}"
+            )));
         }
         self.frontier = frontier;
         self.prev = prev;

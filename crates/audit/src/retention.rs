@@ -127,7 +127,7 @@ pub(crate) fn prune(
         }
         chosen = Some(index);
     }
-    let previous = load_summary(audit_dir)?.map_or(0, |s| s.checkpoint.size);
+    let previous = scanned.pruned;
     let Some(last) = chosen.and_then(|i| scanned.boundaries.get(i)) else {
         return Ok(PruneReport {
             segments_removed: 0,

@@ -226,11 +226,7 @@ fn inspect(token: &str, as_json: bool) -> anyhow::Result<ExitCode> {
         Ok(parts) => parts,
         Err(error) => {
             let rejected = Rejected {
-                reason: match error {
-                    keyscope_jose::JwsError::TooLarge(_) => Reason::TooLarge,
-                    keyscope_jose::JwsError::DuplicateMember(_) => Reason::DuplicateMember,
-                    _ => Reason::Malformed,
-                },
+                reason: Reason::from(&error),
                 detail: error.to_string(),
                 facts: TokenFacts::default(),
             };

@@ -107,6 +107,20 @@ impl Reason {
     }
 }
 
+impl From<&keyscope_jose::JwsError> for Reason {
+    /// The reason for a refusal found while parsing or checking a JWS header.
+    fn from(error: &keyscope_jose::JwsError) -> Reason {
+        use keyscope_jose::JwsError;
+        match error {
+            JwsError::TooLarge(_) => Reason::TooLarge,
+            JwsError::Malformed(_) => Reason::Malformed,
+            JwsError::DuplicateMember(_) => Reason::DuplicateMember,
+            JwsError::AlgNotAllowed(_) => Reason::AlgNotAllowed,
+            JwsError::UnsupportedHeader(_) => Reason::UnsupportedHeader,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -308,14 +308,7 @@ fn check_header(jws: &CompactJws<'_>) -> Result<Algorithm, Failure> {
 }
 
 fn jws_failure(error: JwsError) -> Failure {
-    let reason = match &error {
-        JwsError::TooLarge(_) => Reason::TooLarge,
-        JwsError::Malformed(_) => Reason::Malformed,
-        JwsError::DuplicateMember(_) => Reason::DuplicateMember,
-        JwsError::AlgNotAllowed(_) => Reason::AlgNotAllowed,
-        JwsError::UnsupportedHeader(_) => Reason::UnsupportedHeader,
-    };
-    (reason, error.to_string())
+    (Reason::from(&error), error.to_string())
 }
 
 fn check_key_usable(key: &Jwk, alg: Algorithm) -> Result<(), Failure> {

@@ -35,6 +35,12 @@ pub use event::{EventError, parse_event};
 pub use log::{AuditLog, Options};
 pub use scan::{Defect, audit_dir};
 
+/// Whether a process (a running server, a writer or a pruner) holds the log at `audit_dir`
+/// right now; another process then hands its events over rather than opening the log.
+pub fn in_use(audit_dir: &Path) -> bool {
+    fsutil::log_in_use(audit_dir)
+}
+
 /// What can go wrong with the audit log.
 #[derive(Debug, Clone, Error)]
 pub enum AuditError {

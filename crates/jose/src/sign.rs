@@ -245,6 +245,80 @@ impl SigningKey {
         Ok(key)
     }
 
+    /// The private key as PKCS#8 v1 DER (RFC 5208 `PrivateKeyInfo`, no public key member), in a
+    /// buffer that is wiped when dropped.
+    ///
+    /// This is the form a key store seals; unlike [`SigningKey::to_private_jwk`] it never passes
+    /// through JSON text.
+    pub fn to_pkcs8(&self) -> Result<Zeroizing<Vec<u8>>, SignError> {
+        // Checked in the aws-lc-rs 1.19 source: `pkcs8::Document` (from `to_pkcs8v1`) zeroizes
+        // its Vec in `Drop`, and `encoding::Pkcs8V1Der` wraps `buffer::Buffer`, whose `Drop`
+        // zeroizes an owned buffer (the one `as_der` returns). The DER is first built in an
+        // AWS-LC `CBB`, released with `OPENSSL_free`, which cleanses (crypto/mem.c). So the
+        // only copy that outlives this call is the `Zeroizing` buffer returned here.
+        let copy = |der: &[u8]| {
+            let mut out = Zeroizing::new(Vec::with_capacity(der.len()));
+            out.extend_from_slice(der);
+            out
+        };
+        match &self.pair {
+            Pair::Es256(pair) => pair
+                .to_pkcs8v1()
+                .map(|doc| copy(doc.as_ref()))
+                .map_err(|_| SignError::Backend),
+            Pair::EdDsa(pair) => pair
+                .to_pkcs8v1()
+                .map(|doc| copy(doc.as_ref()))
+                .map_err(|_| SignError::Backend),
+            Pair::Rs256(pair) => {
+                let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
+                    pair.as_der().map_err(|_| SignError::Backend)?;
+                Ok(copy(der.as_ref()))
+            }
+        }
+    }
+
+    /// Loads a private key from PKCS#8 DER (v1, or v2 with a matching public key) for `alg`.
+    ///
+    /// The DER must hold a key of `alg`'s type (a P-256 key for ES256, an Ed25519 key for EdDSA,
+    /// an RSA key of at least 2048 bits for RS256); errors never contain key material.
+    pub fn from_pkcs8(
+        alg: Algorithm,
+        kid: impl Into<String>,
+        issuer: Option<String>,
+        der: &[u8],
+    ) -> Result<SigningKey, SignError> {
+        signing_alg(alg)?;
+        let rejected = |what: &'static str| {
+            move |e: aws_lc_rs::error::KeyRejected| {
+                SignError::InvalidKey(format!("not a PKCS#8 {what} private key ({e})"))
+            }
+        };
+        let pair = match alg {
+            Algorithm::Es256 => Pair::Es256(
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(rejected("P-256"))?,
+            ),
+            Algorithm::EdDsa => {
+                Pair::EdDsa(Ed25519KeyPair::from_pkcs8(der).map_err(rejected("Ed25519"))?)
+            }
+            _ => {
+                let pair = RsaKeyPair::from_pkcs8(der).map_err(rejected("RSA"))?;
+                if pair.public_modulus_len() < 256 {
+                    return Err(SignError::InvalidKey(
+                        "RSA signing keys must have at least 2048 bits".to_owned(),
+                    ));
+                }
+                Pair::Rs256(pair)
+            }
+        };
+        Ok(SigningKey {
+            kid: kid.into(),
+            issuer,
+            pair,
+        })
+    }
+
     /// Signs arbitrary bytes with this key's algorithm.
     pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         match &self.pair {
@@ -367,6 +441,80 @@ mod tests {
             .unwrap()
             .to_owned();
         assert!(!format!("{key:?}").contains(&d));
+    }
+
+    #[test]
+    fn pkcs8_round_trip_every_signing_algorithm() {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Rs256] {
+            let key = SigningKey::generate(alg, "k1", Some("https://issuer".into())).unwrap();
+            let der = key.to_pkcs8().unwrap();
+            let reloaded =
+                SigningKey::from_pkcs8(alg, "k1", Some("https://issuer".into()), &der).unwrap();
+            assert_eq!(reloaded.algorithm(), alg);
+            assert_eq!(reloaded.kid(), "k1");
+            assert_eq!(reloaded.issuer(), Some("https://issuer"));
+            assert_eq!(reloaded.public_jwk_members(), key.public_jwk_members());
+            assert_eq!(*reloaded.to_pkcs8().unwrap(), *der);
+
+            let token = reloaded.sign_compact(Map::new(), b"payload").unwrap();
+            let jws = CompactJws::parse(&token).unwrap();
+            key.public_jwk()
+                .unwrap()
+                .verify(alg, jws.signing_input(), jws.signature())
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn pkcs8_refuses_garbage_and_the_wrong_key_type() {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Rs256] {
+            for der in [&b""[..], b"\x30\x03\x02\x01\x00", &[0xAA; 64]] {
+                assert!(matches!(
+                    SigningKey::from_pkcs8(alg, "k", None, der),
+                    Err(SignError::InvalidKey(_))
+                ));
+            }
+        }
+        let ed = SigningKey::generate(Algorithm::EdDsa, "k", None).unwrap();
+        let ec = SigningKey::generate(Algorithm::Es256, "k", None).unwrap();
+        let ed_der = ed.to_pkcs8().unwrap();
+        let ec_der = ec.to_pkcs8().unwrap();
+        assert!(matches!(
+            SigningKey::from_pkcs8(Algorithm::Es256, "k", None, &ed_der),
+            Err(SignError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            SigningKey::from_pkcs8(Algorithm::EdDsa, "k", None, &ec_der),
+            Err(SignError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            SigningKey::from_pkcs8(Algorithm::Rs256, "k", None, &ec_der),
+            Err(SignError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            SigningKey::from_pkcs8(Algorithm::Ps256, "k", None, &ec_der),
+            Err(SignError::UnsupportedAlgorithm(_))
+        ));
+    }
+
+    #[test]
+    fn pkcs8_errors_never_contain_key_material() {
+        let key = SigningKey::generate(Algorithm::Es256, "k", None).unwrap();
+        let mut der = key.to_pkcs8().unwrap();
+        if let Some(last) = der.last_mut() {
+            *last ^= 1;
+        }
+        der.push(0);
+        let err = SigningKey::from_pkcs8(Algorithm::Es256, "k", None, &der)
+            .unwrap_err()
+            .to_string();
+        let private = key.to_private_jwk().unwrap();
+        let d = json::parse_object(private.as_bytes()).unwrap()["d"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(!err.contains(&d), "{err}");
+        assert!(!err.contains(&b64::encode_url(&der)), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `keyscope key generate`: development signing keys.
+//! `keyscope key generate`: development signing keys. (`key list|rotate|revoke` act on the
+//! identity service's keys: see `identity.rs`.)
 //!
 //! Writes `<kid>.private.jwk` (mode 0600, never overwritten) and adds the public key to
 //! `jwks.json` in the same directory, so that several keys generated into one directory form
@@ -20,6 +21,8 @@ use crate::input::{print_json, read_file_bounded};
 
 #[derive(Subcommand)]
 pub enum KeyCommand {
+    #[command(flatten)]
+    Service(crate::identity::ServiceKeyCommand),
     /// Generate a signing key: writes DIR/<kid>.private.jwk (mode 0600) and adds the public
     /// key to DIR/jwks.json.
     Generate {
@@ -62,13 +65,16 @@ impl From<AlgArg> for Algorithm {
 }
 
 pub fn run(command: KeyCommand) -> anyhow::Result<ExitCode> {
-    let KeyCommand::Generate {
-        alg,
-        kid,
-        issuer,
-        out,
-        json,
-    } = command;
+    let (alg, kid, issuer, out, json) = match command {
+        KeyCommand::Service(command) => return crate::identity::run_key(command),
+        KeyCommand::Generate {
+            alg,
+            kid,
+            issuer,
+            out,
+            json,
+        } => (alg, kid, issuer, out, json),
+    };
     check_kid(&kid)?;
     if issuer.as_deref().is_some_and(str::is_empty) {
         bail!("--issuer must not be empty");

@@ -10,6 +10,7 @@ mod audit;
 mod bench;
 mod bench_audit;
 mod checkpoint_copy;
+mod identity;
 mod input;
 mod key;
 mod token;
@@ -33,13 +34,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the service (identity endpoints for every realm) on one port.
+    Up(identity::UpArgs),
+    /// Enterprise tenants (realms).
+    #[command(subcommand)]
+    Tenant(identity::TenantCommand),
+    /// Users of a realm.
+    #[command(subcommand)]
+    User(identity::UserCommand),
+    /// Apps (OAuth clients) of a realm.
+    #[command(subcommand)]
+    App(identity::AppCommand),
     /// Validate and inspect tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
     /// Signature-level JWS operations (no claims policy), for interoperability testing.
     #[command(subcommand)]
     Jws(token::JwsCommand),
-    /// Development signing keys.
+    /// Signing keys: the service's (list, rotate, revoke) and development key files.
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// The tamper-evident audit log.
@@ -58,6 +70,10 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Up(args) => identity::run_up(args),
+        Command::Tenant(command) => identity::run_tenant(command),
+        Command::User(command) => identity::run_user(command),
+        Command::App(command) => identity::run_app(command),
         Command::Token(command) => token::run_token(command),
         Command::Jws(command) => token::run_jws(command),
         Command::Key(command) => key::run(command),

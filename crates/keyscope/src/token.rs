@@ -25,6 +25,9 @@ const STDIN_TOKEN_LIMIT: usize = 4 * MAX_TOKEN_BYTES;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
+    /// Mint an access token from the identity service (recorded in the issuance ledger and
+    /// the audit log like any other). Prints the token alone, or JSON with --json.
+    Issue(crate::identity::IssueArgs),
     /// Validate a token against a trust policy. Prints one JSON object; exit 0 when
     /// accepted, 1 when rejected (with the reason code), 2 when the policy input is unusable.
     Verify(VerifyArgs),
@@ -123,6 +126,7 @@ pub enum JwsCommand {
 
 pub fn run_token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     match command {
+        TokenCommand::Issue(args) => crate::identity::run_issue(args),
         TokenCommand::Verify(args) => verify(args),
         TokenCommand::Inspect { token, json } => inspect(&token, json),
         TokenCommand::Sign { key, typ, claims } => sign(&key, &typ, &claims),

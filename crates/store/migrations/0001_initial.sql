@@ -44,6 +44,7 @@ CREATE TABLE signing_keys (
     retired_at BIGINT,
     revoked_at BIGINT,
     revoked_reason TEXT,
+    activate_after BIGINT NOT NULL,
     not_after BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (realm_id) WHERE state = 'active';
@@ -107,6 +108,21 @@ CREATE TABLE issued_tokens (
 );
 CREATE INDEX issued_tokens_family ON issued_tokens (family_id);
 CREATE INDEX issued_tokens_kid ON issued_tokens (kid);
+
+-- Audit events written while another process held the audit log (an admin command beside a
+-- running server); the server appends them to the log and deletes them.
+CREATE TABLE audit_outbox (
+    id TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    event TEXT NOT NULL
+);
+
+-- Deployment settings shared by every process on this store (the public URL the server
+-- announced, so that admin commands mint tokens with the same issuers).
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 
 -- Bumped by every change a running node must notice (keys, realms, apps, revocations); nodes
 -- poll it and reload.

@@ -162,6 +162,33 @@ impl Store {
         Ok(())
     }
 
+    // ----- settings -----
+
+    /// A deployment setting.
+    pub async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Sets a deployment setting.
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM settings WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     // ----- realms -----
 
     /// Creates a realm; `Conflict` if it exists.
@@ -188,7 +215,10 @@ impl Store {
 
     /// Creates the consumer realm unless it exists; returns it.
     pub async fn ensure_consumer_realm(&self, now: i64) -> Result<Realm, StoreError> {
-        match self.create_realm(CONSUMER_REALM, RealmKind::Consumer, now).await {
+        match self
+            .create_realm(CONSUMER_REALM, RealmKind::Consumer, now)
+            .await
+        {
             Ok(realm) => Ok(realm),
             Err(StoreError::Conflict(_)) => self
                 .realm(CONSUMER_REALM)
@@ -330,8 +360,8 @@ impl Store {
     pub async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
             "INSERT INTO signing_keys (kid, realm_id, alg, state, backend, key_reference, \
-             public_jwk, created_at, activated_at, not_after) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             public_jwk, created_at, activated_at, activate_after, not_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&key.kid)
         .bind(&key.realm_id)
@@ -342,6 +372,7 @@ impl Store {
         .bind(&key.public_jwk)
         .bind(key.created_at)
         .bind(key.activated_at)
+        .bind(key.activate_after)
         .bind(key.not_after)
         .execute(&self.pool)
         .await;
@@ -417,6 +448,23 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Moves a pending key's activation time earlier (an operator's `key rotate`).
+    pub async fn set_activate_after(&self, kid: &str, when: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET activate_after = $1 WHERE kid = $2 AND state = 'pending'",
+        )
+        .bind(when)
+        .bind(kid)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            self.bump().await?;
+        }
+        Ok(done)
     }
 
     /// Unpublishes a retiring key. Returns false when it was not retiring.
@@ -569,18 +617,9 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        let row = sqlx::query(
-            "SELECT code_digest, family_id, realm_id, client_id, user_id, redirect_uri, scope, \
-             resource, nonce, code_challenge, auth_time, expires_at, used_at \
-             FROM auth_codes WHERE code_digest = $1",
-        )
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
+        let Some(code) = self.code(digest).await? else {
             return Ok(CodeOutcome::Unknown);
         };
-        let code = StoredCode::from_row(&row)?;
         Ok(if won {
             CodeOutcome::Fresh(code)
         } else if code.used_at.is_some() {
@@ -658,6 +697,63 @@ impl Store {
         .transpose()
     }
 
+    /// Looks at a code without redeeming it (to check realm and client first, so that a
+    /// code presented at the wrong realm does not burn the rightful client's code).
+    pub async fn code(&self, digest: &str) -> Result<Option<StoredCode>, StoreError> {
+        sqlx::query(
+            "SELECT code_digest, family_id, realm_id, client_id, user_id, redirect_uri, scope, \
+             resource, nonce, code_challenge, auth_time, expires_at, used_at \
+             FROM auth_codes WHERE code_digest = $1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| StoredCode::from_row(&row))
+        .transpose()
+    }
+
+    // ----- audit outbox -----
+
+    /// Queues an audit event for the process that holds the audit log.
+    pub async fn queue_audit_event(
+        &self,
+        id: &str,
+        event: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_outbox (id, created_at, event) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(now)
+            .bind(event)
+            .execute(&self.pool)
+            .await?;
+        self.bump().await
+    }
+
+    /// Queued audit events, oldest first (at most `limit`).
+    pub async fn queued_audit_events(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, event FROM audit_outbox ORDER BY created_at, id LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    /// Removes queued events once they are in the audit log.
+    pub async fn delete_audit_event(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM audit_outbox WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     // ----- the issuance ledger -----
 
     /// Records an issued access token.
@@ -724,8 +820,8 @@ const APP_COLUMNS: &str = "SELECT client_id, realm_id, name, confidential, secre
      redirect_uris, resources, created_at FROM apps";
 
 const KEY_COLUMNS: &str = "SELECT kid, realm_id, alg, state, backend, key_reference, public_jwk, \
-     created_at, activated_at, retiring_at, retired_at, revoked_at, revoked_reason, not_after \
-     FROM signing_keys";
+     created_at, activated_at, retiring_at, retired_at, revoked_at, revoked_reason, activate_after, \
+     not_after FROM signing_keys";
 
 /// Maps a unique-constraint violation to `Conflict`.
 fn conflict<T>(
@@ -783,7 +879,9 @@ pub mod testing {
     /// it, or `None` when `KEYSCOPE_TEST_DATABASE_URL` is not set.
     pub async fn postgres_url() -> Option<String> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::var(DATABASE_URL_ENV).ok().filter(|u| !u.is_empty())?;
+        let base = std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.is_empty())?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());

@@ -71,7 +71,10 @@ async fn apply_one(pool: &AnyPool, version: i64, sql: &str) -> Result<(), StoreE
         .execute(&mut *tx)
         .await
         .map_err(migration)?;
-    sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(migration)?;
+    sqlx::raw_sql(sql)
+        .execute(&mut *tx)
+        .await
+        .map_err(migration)?;
     tx.commit().await.map_err(migration)?;
     Ok(())
 }

@@ -249,6 +249,8 @@ pub struct KeyRecord {
     pub revoked_at: Option<i64>,
     /// Why it was revoked.
     pub revoked_reason: Option<String>,
+    /// When a pending key may become active.
+    pub activate_after: i64,
     /// The end of its published validity window (JWK `exp`).
     pub not_after: i64,
 }
@@ -266,6 +268,7 @@ impl fmt::Debug for KeyRecord {
             .field("retiring_at", &self.retiring_at)
             .field("retired_at", &self.retired_at)
             .field("revoked_at", &self.revoked_at)
+            .field("activate_after", &self.activate_after)
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
@@ -287,6 +290,7 @@ impl KeyRecord {
             retired_at: row.try_get("retired_at")?,
             revoked_at: row.try_get("revoked_at")?,
             revoked_reason: row.try_get("revoked_reason")?,
+            activate_after: row.try_get("activate_after")?,
             not_after: row.try_get("not_after")?,
         })
     }

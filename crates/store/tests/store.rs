@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 //! The store against SQLite always, and PostgreSQL when KEYSCOPE_TEST_DATABASE_URL is set.
 
 use keyscope_store::{
@@ -42,6 +47,7 @@ fn key(kid: &str, realm: &str, state: KeyState, created: i64) -> KeyRecord {
         retired_at: None,
         revoked_at: None,
         revoked_reason: None,
+        activate_after: created,
         not_after: created + 1000,
     }
 }
@@ -53,7 +59,10 @@ async fn realms_users_apps() {
         assert_eq!(consumer.id, "consumers", "{name}");
         // Idempotent.
         store.ensure_consumer_realm(11).await.unwrap();
-        store.create_realm("contoso", RealmKind::Tenant, 12).await.unwrap();
+        store
+            .create_realm("contoso", RealmKind::Tenant, 12)
+            .await
+            .unwrap();
         assert!(matches!(
             store.create_realm("contoso", RealmKind::Tenant, 13).await,
             Err(StoreError::Conflict(_))
@@ -72,12 +81,25 @@ async fn realms_users_apps() {
             created_at: 14,
         };
         store.add_user(&user).await.unwrap();
-        let same_name = User { id: "u2".into(), ..user.clone() };
-        assert!(matches!(store.add_user(&same_name).await, Err(StoreError::Conflict(_))));
+        let same_name = User {
+            id: "u2".into(),
+            ..user.clone()
+        };
+        assert!(matches!(
+            store.add_user(&same_name).await,
+            Err(StoreError::Conflict(_))
+        ));
         // The same username in another realm is another user.
-        let other_realm = User { id: "u3".into(), realm_id: "consumers".into(), ..user.clone() };
+        let other_realm = User {
+            id: "u3".into(),
+            realm_id: "consumers".into(),
+            ..user.clone()
+        };
         store.add_user(&other_realm).await.unwrap();
-        assert_eq!(store.user_by_name("contoso", "alice").await.unwrap(), Some(user.clone()));
+        assert_eq!(
+            store.user_by_name("contoso", "alice").await.unwrap(),
+            Some(user.clone())
+        );
         assert_eq!(store.user("contoso", "u3").await.unwrap(), None, "{name}");
         assert!(!format!("{user:?}").contains("argon2"));
 
@@ -110,21 +132,40 @@ async fn realms_users_apps() {
 async fn key_lifecycle_rules() {
     for (name, store, dir) in stores().await {
         store.ensure_consumer_realm(0).await.unwrap();
-        store.create_realm("contoso", RealmKind::Tenant, 0).await.unwrap();
-        store.insert_key(&key("k1", "consumers", KeyState::Active, 1)).await.unwrap();
+        store
+            .create_realm("contoso", RealmKind::Tenant, 0)
+            .await
+            .unwrap();
+        store
+            .insert_key(&key("k1", "consumers", KeyState::Active, 1))
+            .await
+            .unwrap();
         // A second active key in the same realm is refused by the database itself.
         assert!(matches!(
-            store.insert_key(&key("k2", "consumers", KeyState::Active, 2)).await,
+            store
+                .insert_key(&key("k2", "consumers", KeyState::Active, 2))
+                .await,
             Err(StoreError::Conflict(_))
         ));
         // Another realm may have its own.
-        store.insert_key(&key("t1", "contoso", KeyState::Active, 2)).await.unwrap();
-        store.insert_key(&key("k2", "consumers", KeyState::Pending, 3)).await.unwrap();
+        store
+            .insert_key(&key("t1", "contoso", KeyState::Active, 2))
+            .await
+            .unwrap();
+        store
+            .insert_key(&key("k2", "consumers", KeyState::Pending, 3))
+            .await
+            .unwrap();
         assert!(matches!(
-            store.insert_key(&key("k3", "consumers", KeyState::Pending, 3)).await,
+            store
+                .insert_key(&key("k3", "consumers", KeyState::Pending, 3))
+                .await,
             Err(StoreError::Conflict(_))
         ));
-        assert!(store.activate_key("consumers", "k2", 10).await.unwrap(), "{name}");
+        assert!(
+            store.activate_key("consumers", "k2", 10).await.unwrap(),
+            "{name}"
+        );
         // Twice: the second finds nothing pending.
         assert!(!store.activate_key("consumers", "k2", 11).await.unwrap());
         // A kid of another realm cannot be activated in this one.
@@ -132,8 +173,14 @@ async fn key_lifecycle_rules() {
         let k1 = store.key("k1").await.unwrap().unwrap();
         assert_eq!(k1.state, KeyState::Retiring);
         assert_eq!(k1.retiring_at, Some(10));
-        assert_eq!(store.key("k2").await.unwrap().unwrap().state, KeyState::Active);
-        assert_eq!(store.key("t1").await.unwrap().unwrap().state, KeyState::Active);
+        assert_eq!(
+            store.key("k2").await.unwrap().unwrap().state,
+            KeyState::Active
+        );
+        assert_eq!(
+            store.key("t1").await.unwrap().unwrap().state,
+            KeyState::Active
+        );
         assert!(store.retire_key("k1", 20).await.unwrap());
         assert!(!store.retire_key("k1", 21).await.unwrap());
         let rev = store.revision().await.unwrap();
@@ -141,8 +188,14 @@ async fn key_lifecycle_rules() {
         assert_eq!(before.state, KeyState::Active);
         assert!(store.revision().await.unwrap() > rev);
         let t1 = store.key("t1").await.unwrap().unwrap();
-        assert_eq!((t1.state, t1.revoked_reason.as_deref()), (KeyState::Revoked, Some("leaked")));
-        assert!(matches!(store.revoke_key("zz", "x", 1).await, Err(StoreError::NotFound(_))));
+        assert_eq!(
+            (t1.state, t1.revoked_reason.as_deref()),
+            (KeyState::Revoked, Some("leaked"))
+        );
+        assert!(matches!(
+            store.revoke_key("zz", "x", 1).await,
+            Err(StoreError::NotFound(_))
+        ));
         assert_eq!(store.realm_keys("consumers").await.unwrap().len(), 2);
         assert_eq!(store.keys().await.unwrap().len(), 3);
         store.close().await;
@@ -154,7 +207,10 @@ async fn key_lifecycle_rules() {
 async fn codes_refresh_and_ledger() {
     for (name, store, dir) in stores().await {
         store.ensure_consumer_realm(0).await.unwrap();
-        store.create_family("f1", "consumers", "c1", Some("u1"), 0).await.unwrap();
+        store
+            .create_family("f1", "consumers", "c1", Some("u1"), 0)
+            .await
+            .unwrap();
         let code = NewCode {
             code_digest: "d1".into(),
             family_id: "f1".into(),
@@ -170,12 +226,29 @@ async fn codes_refresh_and_ledger() {
             expires_at: 60,
         };
         store.insert_code(&code).await.unwrap();
-        assert!(matches!(store.redeem_code("d1", 5).await.unwrap(), CodeOutcome::Fresh(c) if c.code == code));
-        assert!(matches!(store.redeem_code("d1", 6).await.unwrap(), CodeOutcome::Replayed(_)), "{name}");
-        assert_eq!(store.redeem_code("nope", 6).await.unwrap(), CodeOutcome::Unknown);
-        let late = NewCode { code_digest: "d2".into(), ..code.clone() };
+        assert!(
+            matches!(store.redeem_code("d1", 5).await.unwrap(), CodeOutcome::Fresh(c) if c.code == code)
+        );
+        assert!(
+            matches!(
+                store.redeem_code("d1", 6).await.unwrap(),
+                CodeOutcome::Replayed(_)
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            store.redeem_code("nope", 6).await.unwrap(),
+            CodeOutcome::Unknown
+        );
+        let late = NewCode {
+            code_digest: "d2".into(),
+            ..code.clone()
+        };
         store.insert_code(&late).await.unwrap();
-        assert!(matches!(store.redeem_code("d2", 61).await.unwrap(), CodeOutcome::Expired(_)));
+        assert!(matches!(
+            store.redeem_code("d2", 61).await.unwrap(),
+            CodeOutcome::Expired(_)
+        ));
 
         let refresh = NewRefresh {
             token_digest: "r1".into(),
@@ -207,15 +280,43 @@ async fn codes_refresh_and_ledger() {
         assert_eq!(store.issued("j1").await.unwrap(), Some(ledger.clone()));
         assert_eq!(store.last_expiry_signed_by("k1").await.unwrap(), Some(605));
         assert_eq!(store.last_expiry_signed_by("k9").await.unwrap(), None);
-        assert!(matches!(store.spend_refresh("r1", 10).await.unwrap(), RefreshOutcome::Fresh(_)));
-        assert!(matches!(store.spend_refresh("r1", 11).await.unwrap(), RefreshOutcome::Replayed(r) if r.family_id() == "f1"));
-        assert_eq!(store.revoke_family("f1", "refresh token replayed", 12).await.unwrap(), 1);
+        assert!(matches!(
+            store.spend_refresh("r1", 10).await.unwrap(),
+            RefreshOutcome::Fresh(_)
+        ));
+        assert!(
+            matches!(store.spend_refresh("r1", 11).await.unwrap(), RefreshOutcome::Replayed(r) if r.family_id() == "f1")
+        );
+        assert_eq!(
+            store
+                .revoke_family("f1", "refresh token replayed", 12)
+                .await
+                .unwrap(),
+            1
+        );
         assert!(store.family_revoked("f1").await.unwrap());
-        assert!(store.issued("j1").await.unwrap().unwrap().revoked_at.is_some());
-        let next = NewRefresh { token_digest: "r2".into(), ..refresh.clone() };
+        assert!(
+            store
+                .issued("j1")
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
+        let next = NewRefresh {
+            token_digest: "r2".into(),
+            ..refresh.clone()
+        };
         store.insert_refresh(&next).await.unwrap();
-        assert!(matches!(store.spend_refresh("r2", 13).await.unwrap(), RefreshOutcome::FamilyRevoked(_)));
-        assert_eq!(store.spend_refresh("r9", 13).await.unwrap(), RefreshOutcome::Unknown);
+        assert!(matches!(
+            store.spend_refresh("r2", 13).await.unwrap(),
+            RefreshOutcome::FamilyRevoked(_)
+        ));
+        assert_eq!(
+            store.spend_refresh("r9", 13).await.unwrap(),
+            RefreshOutcome::Unknown
+        );
         assert!(!store.revoke_issued("j1", 14).await.unwrap());
         store.close().await;
         cleanup(dir);
@@ -233,7 +334,12 @@ async fn reopening_keeps_data_and_bad_urls_are_refused() {
     assert!(store.realm("consumers").await.unwrap().is_some());
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(matches!(Store::connect("mysql://x").await, Err(StoreError::Location(_))));
-    let err = Store::connect("postgres://user:hunter2@127.0.0.1:1/db").await.unwrap_err();
+    assert!(matches!(
+        Store::connect("mysql://x").await,
+        Err(StoreError::Location(_))
+    ));
+    let err = Store::connect("postgres://user:hunter2@127.0.0.1:1/db")
+        .await
+        .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }

@@ -1,0 +1,150 @@
+//! Where the identity service's audit events go: straight into the audit log when this
+//! process holds it, or into the store's outbox when another process does (an admin command
+//! beside a running server), for that process to append.
+
+use std::sync::Arc;
+
+use keyscope_audit::AuditLog;
+use keyscope_store::Store;
+use serde_json::{Map, Value};
+
+use crate::IdentityError;
+
+/// The destination of audit events.
+#[derive(Clone)]
+pub enum AuditSink {
+    /// This process holds the log: events are durable when `record` returns.
+    Log(Arc<AuditLog>),
+    /// Another process holds the log: events are queued in the store, durable in the store's
+    /// own terms, and appended by the log's holder within a second.
+    Outbox(Store),
+}
+
+impl std::fmt::Debug for AuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditSink::Log(log) => write!(f, "AuditSink::Log({})", log.dir().display()),
+            AuditSink::Outbox(_) => write!(f, "AuditSink::Outbox"),
+        }
+    }
+}
+
+impl AuditSink {
+    /// Records one event. Fails closed: a caller that cannot record does not act.
+    pub async fn record(&self, event: Map<String, Value>) -> Result<(), IdentityError> {
+        match self {
+            AuditSink::Log(log) => log
+                .append_async(event)
+                .await
+                .map(drop)
+                .map_err(|e| IdentityError::Audit(e.to_string())),
+            AuditSink::Outbox(store) => {
+                // Ordered by time first, so the holder appends them in the order they happened.
+                let id = format!(
+                    "{:020}-{}",
+                    keyscope_audit::event::now_micros(),
+                    crate::random_id(8)
+                );
+                let text = Value::Object(event).to_string();
+                store
+                    .queue_audit_event(&id, &text, crate::unix_now())
+                    .await
+                    .map_err(IdentityError::from)
+            }
+        }
+    }
+
+    /// Appends queued outbox events to the log (the holder calls this on every poll).
+    pub async fn drain_outbox(&self, store: &Store) -> Result<usize, IdentityError> {
+        let AuditSink::Log(log) = self else {
+            return Ok(0);
+        };
+        let queued = store.queued_audit_events(256).await?;
+        let mut moved = 0;
+        for (id, text) in queued {
+            // An outbox row is written by our own admin commands; one that no longer parses
+            // is still evidence, so it is wrapped rather than dropped.
+            let event = match keyscope_jose::json::parse_object(text.as_bytes()) {
+                Ok(map) if keyscope_audit::event::check_event(&map).is_ok() => map,
+                _ => {
+                    let mut wrapped = Map::new();
+                    wrapped.insert("Operation".into(), "AdminAction".into());
+                    wrapped.insert("ResultStatus".into(), "Unreadable".into());
+                    wrapped.insert("RawEvent".into(), Value::String(text.clone()));
+                    wrapped
+                }
+            };
+            log.append_async(event)
+                .await
+                .map_err(|e| IdentityError::Audit(e.to_string()))?;
+            store.delete_audit_event(&id).await?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+}
+
+/// Builds an audit event with UAL field names.
+#[derive(Debug, Clone)]
+pub struct Event(Map<String, Value>);
+
+impl Event {
+    /// An event of `operation` stamped with the current time.
+    pub fn new(operation: &str) -> Event {
+        let mut map = Map::new();
+        map.insert("Operation".into(), Value::String(operation.to_owned()));
+        // When it happened, not when the log got it (events may wait in the outbox).
+        map.insert(
+            "CreationTime".into(),
+            Value::String(keyscope_audit::event::format_time(
+                keyscope_audit::event::now_micros(),
+            )),
+        );
+        Event(map)
+    }
+
+    /// Sets a string field (skipped when `None`).
+    pub fn with(mut self, name: &str, value: Option<&str>) -> Event {
+        if let Some(value) = value {
+            self.0
+                .insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+        self
+    }
+
+    /// Sets any JSON field.
+    pub fn with_value(mut self, name: &str, value: Value) -> Event {
+        self.0.insert(name.to_owned(), value);
+        self
+    }
+
+    /// Adds the client context (IP and user agent).
+    pub fn context(self, context: &RequestContext) -> Event {
+        self.with("ClientIPAddress", context.ip.as_deref())
+            .with("ClientInfoString", context.user_agent.as_deref())
+    }
+
+    /// The finished event.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+/// Who is asking: recorded with every event a request causes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    /// Client IP address.
+    pub ip: Option<String>,
+    /// User agent (truncated to 512 bytes).
+    pub user_agent: Option<String>,
+}
+
+impl RequestContext {
+    /// A context for operator commands on this machine.
+    pub fn operator() -> RequestContext {
+        RequestContext {
+            ip: None,
+            user_agent: Some(format!("keyscope-cli/{}", env!("CARGO_PKG_VERSION"))),
+        }
+    }
+}

@@ -1,0 +1,719 @@
+//! The identity service from the command line: `keyscope up` runs it; `tenant`, `user`,
+//! `app`, `key list|rotate|revoke` and `token issue` act on the same store as the server (a
+//! running server sees the change within a second) and each writes an `AdminAction` audit
+//! event.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use keyscope_audit::AuditLog;
+use keyscope_custody::{MasterKey, SealedKeyStore};
+use keyscope_identity::{AppSpec, AuditSink, Identity, IdentityConfig, RequestContext};
+use keyscope_store::{KeyRecord, Realm, Store};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::input::{print_json, read_bounded};
+
+/// Where the service keeps its state.
+#[derive(Args, Clone, Debug)]
+pub struct Place {
+    /// The data directory: SQLite database, master key, audit log.
+    #[arg(
+        long = "data-dir",
+        value_name = "DIR",
+        env = "KEYSCOPE_DATA_DIR",
+        default_value = "keyscope-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Use PostgreSQL instead of SQLite (postgres://…). The master key and the audit log
+    /// stay in the data directory.
+    #[arg(
+        long = "database-url",
+        value_name = "URL",
+        env = "KEYSCOPE_DATABASE_URL"
+    )]
+    pub database_url: Option<String>,
+    /// The externally visible base URL (issuers are `{URL}/consumers` and `{URL}/t/{tenant}`).
+    /// Default: what the server announced, else http://127.0.0.1:8080.
+    #[arg(long = "public-url", value_name = "URL", env = "KEYSCOPE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+/// `--tenant NAME` or `--consumer`.
+#[derive(Args, Clone, Debug)]
+#[group(required = true, multiple = false)]
+pub struct RealmArg {
+    /// An enterprise tenant.
+    #[arg(long, value_name = "NAME")]
+    pub tenant: Option<String>,
+    /// The consumer realm (personal accounts).
+    #[arg(long)]
+    pub consumer: bool,
+}
+
+/// `--tenant NAME`, `--consumer`, or neither (all realms).
+#[derive(Args, Clone, Debug)]
+#[group(required = false, multiple = false)]
+pub struct RealmFilter {
+    /// Only this tenant.
+    #[arg(long, value_name = "NAME")]
+    pub tenant: Option<String>,
+    /// Only the consumer realm.
+    #[arg(long)]
+    pub consumer: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    place: Place,
+    /// Address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "KEYSCOPE_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    listen: SocketAddr,
+    /// Key rotation period in hours.
+    #[arg(
+        long,
+        value_name = "HOURS",
+        env = "KEYSCOPE_ROTATION_HOURS",
+        default_value_t = 24
+    )]
+    rotation_hours: u32,
+    /// JWKS Cache-Control max-age in seconds (new keys are published for twice this before
+    /// they sign).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "KEYSCOPE_JWKS_MAX_AGE",
+        default_value_t = 300
+    )]
+    jwks_max_age: u32,
+    /// Access-token lifetime in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "KEYSCOPE_ACCESS_TOKEN_TTL",
+        default_value_t = 600
+    )]
+    access_token_ttl: u32,
+    /// Signing algorithm of new keys.
+    #[arg(long, value_name = "ALG", env = "KEYSCOPE_SIGNING_ALG", default_value = "ES256",
+          value_parser = ["ES256", "EdDSA"])]
+    signing_alg: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create an enterprise tenant (its own realm, issuer and keys).
+    Create {
+        /// 1–63 characters a-z, 0-9 and '-'.
+        name: String,
+        #[command(flatten)]
+        place: Place,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List realms.
+    List {
+        #[command(flatten)]
+        place: Place,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user. Without --password-stdin a random password is generated and printed once.
+    Add {
+        #[command(flatten)]
+        realm: RealmArg,
+        /// The sign-in name.
+        username: String,
+        /// Read the password from stdin (first line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        place: Place,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// Register an app (OAuth client). Prints client_id and, for confidential apps, the
+    /// secret, once.
+    Add {
+        #[command(flatten)]
+        realm: RealmArg,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// The app keeps a secret (a server, not a browser or phone app).
+        #[arg(long)]
+        confidential: bool,
+        /// Allowed grant (repeatable): authorization_code, refresh_token, client_credentials.
+        /// Default: client_credentials for confidential apps, authorization_code and
+        /// refresh_token for public ones.
+        #[arg(long = "grant", value_name = "GRANT")]
+        grants: Vec<String>,
+        /// Redirect URI (repeatable; exact match).
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// Allowed resource (repeatable); the first is the default audience.
+        #[arg(long = "resource", value_name = "URI")]
+        resources: Vec<String>,
+        #[command(flatten)]
+        place: Place,
+        /// Print JSON (client_id, client_secret).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The key commands that act on the service's store.
+#[derive(Subcommand, Debug)]
+pub enum ServiceKeyCommand {
+    /// List signing keys and their lifecycle states.
+    List {
+        #[command(flatten)]
+        realm: RealmFilter,
+        #[command(flatten)]
+        place: Place,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a rotation: a new key is published now and signs after two JWKS cache
+    /// lifetimes (or at once with --now).
+    Rotate {
+        #[command(flatten)]
+        realm: RealmArg,
+        /// Activate the new key at once. Validators that cached the JWKS refuse its tokens
+        /// (unknown_key) until they refetch.
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        place: Place,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key at once: unpublished, refused everywhere within a second.
+    Revoke {
+        /// The key id.
+        kid: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        place: Place,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `keyscope token issue`.
+#[derive(Args, Debug)]
+pub struct IssueArgs {
+    #[command(flatten)]
+    realm: RealmArg,
+    /// The user the token is for.
+    #[arg(long)]
+    user: String,
+    /// The app (client_id) the token is for. Default: keyscope-operator.
+    #[arg(long)]
+    client: Option<String>,
+    /// The scope (default "openid").
+    #[arg(long)]
+    scope: Option<String>,
+    /// The audience (default: the app's first resource, else the public URL).
+    #[arg(long)]
+    audience: Option<String>,
+    #[command(flatten)]
+    place: Place,
+    /// Print JSON (access_token, expires_in, kid, jti).
+    #[arg(long)]
+    json: bool,
+}
+
+const PUBLIC_URL_SETTING: &str = "public_url";
+const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn check_public_url(url: &str) -> anyhow::Result<String> {
+    let trimmed = url.trim_end_matches('/');
+    let ok = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+        && !trimmed.contains(['?', '#', ' '])
+        && trimmed.len() <= 512;
+    if !ok {
+        bail!("--public-url {url:?} must be an http(s) URL without query or fragment");
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Opens the store, the key custody and the audit destination. `server` holds the audit log;
+/// admin commands hand their events to a running server through the store when it does.
+async fn open(
+    place: &Place,
+    server: bool,
+    announce: Option<&str>,
+    tune: impl FnOnce(&mut IdentityConfig),
+) -> anyhow::Result<Arc<Identity>> {
+    let dir = &place.data_dir;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    let store = match &place.database_url {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open_sqlite(dir).await?,
+    };
+    let (master, _source) = MasterKey::load_or_create(dir).context("master key")?;
+    let keystore = Arc::new(SealedKeyStore::new(master));
+    let audit = open_audit(dir, &store, server)?;
+    let public_url = match (&place.public_url, announce) {
+        (Some(url), _) => check_public_url(url)?,
+        (None, Some(default)) => default.to_owned(),
+        (None, None) => store
+            .setting(PUBLIC_URL_SETTING)
+            .await?
+            .unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_owned()),
+    };
+    if server {
+        store.set_setting(PUBLIC_URL_SETTING, &public_url).await?;
+    }
+    let mut config = IdentityConfig::new(&public_url);
+    tune(&mut config);
+    Ok(Identity::start(config, store, keystore, audit).await?)
+}
+
+fn open_audit(dir: &Path, store: &Store, server: bool) -> anyhow::Result<AuditSink> {
+    let audit_dir = keyscope_audit::audit_dir(dir);
+    if !server && keyscope_audit::in_use(&audit_dir) {
+        return Ok(AuditSink::Outbox(store.clone()));
+    }
+    match AuditLog::open(&audit_dir) {
+        Ok(log) => Ok(AuditSink::Log(Arc::new(log))),
+        Err(_) if !server && keyscope_audit::in_use(&audit_dir) => {
+            Ok(AuditSink::Outbox(store.clone()))
+        }
+        Err(e) if server && keyscope_audit::in_use(&audit_dir) => {
+            bail!("another keyscope process is serving {}: {e}", dir.display())
+        }
+        Err(e) => Err(e).context("cannot open the audit log"),
+    }
+}
+
+/// Closes the audit log (flushing the last batch) and the store.
+async fn close(identity: &Identity) {
+    if let AuditSink::Log(log) = identity.audit() {
+        // Hand over anything queued while we ran, so nothing waits for the next server.
+        let _ = identity.audit().drain_outbox(identity.store()).await;
+        log.close();
+    }
+    identity.store().close().await;
+}
+
+fn realm_arg(realm: &RealmArg) -> Option<&str> {
+    if realm.consumer {
+        None
+    } else {
+        realm.tenant.as_deref()
+    }
+}
+
+/// Runs an admin action and closes up afterwards, whatever happened.
+fn admin<T>(
+    place: &Place,
+    action: impl AsyncFnOnce(&Identity) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async {
+        let identity = open(place, false, None, |_| {}).await?;
+        let result = action(&identity).await;
+        close(&identity).await;
+        result
+    })
+}
+
+pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Before any key is unsealed: no core dumps, no ptrace by other users.
+    keyscope_custody::harden_process().context("hardening the process")?;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let default_url = format!("http://{}", args.listen);
+    runtime()?.block_on(async move {
+        let alg =
+            keyscope_jose::Algorithm::from_name(&args.signing_alg).context("--signing-alg")?;
+        if args.jwks_max_age == 0 || args.access_token_ttl == 0 || args.rotation_hours == 0 {
+            bail!("--jwks-max-age, --access-token-ttl and --rotation-hours must be positive");
+        }
+        let identity = open(&args.place, true, Some(&default_url), |config| {
+            config.rotation_period = i64::from(args.rotation_hours) * 3600;
+            config.jwks_max_age = i64::from(args.jwks_max_age);
+            config.access_token_ttl = i64::from(args.access_token_ttl);
+            config.id_token_ttl = i64::from(args.access_token_ttl);
+            config.signing_alg = alg;
+        })
+        .await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let background = identity.spawn_background();
+        let public = identity.config().public_url.clone();
+        println!("keyscope is up on {}", args.listen);
+        println!("  health:             {public}/healthz");
+        println!(
+            "  consumer issuer:    {}",
+            identity.config().issuer("consumers")
+        );
+        println!("  tenant issuers:     {public}/t/{{tenant}}");
+        println!("  data directory:     {}", args.place.data_dir.display());
+        let app = keyscope_identity::http::router(Arc::clone(&identity));
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+        background.abort();
+        close(&identity).await;
+        served.context("the server failed")?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+fn realm_json(realm: &Realm, identity: &Identity) -> Value {
+    json!({
+        "realm": realm.id,
+        "kind": realm.kind.as_str(),
+        "issuer": identity.config().issuer(&realm.id),
+        "created_at": realm.created_at,
+    })
+}
+
+pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TenantCommand::Create { name, place, json } => admin(&place, async |identity| {
+            let realm = identity
+                .create_tenant(&name, &RequestContext::operator())
+                .await?;
+            let value = realm_json(&realm, identity);
+            if json {
+                print_json(&value);
+            } else {
+                println!(
+                    "created tenant {} (issuer {})",
+                    realm.id,
+                    identity.config().issuer(&realm.id)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        TenantCommand::List { place, json } => admin(&place, async |identity| {
+            let realms = identity.store().realms().await?;
+            if json {
+                let list: Vec<Value> = realms.iter().map(|r| realm_json(r, identity)).collect();
+                print_json(&Value::Array(list));
+            } else {
+                for realm in &realms {
+                    println!(
+                        "{:<24} {:<9} {}",
+                        realm.id,
+                        realm.kind.as_str(),
+                        identity.config().issuer(&realm.id)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+fn read_password_stdin() -> anyhow::Result<Zeroizing<String>> {
+    let bytes = Zeroizing::new(read_bounded(std::io::stdin().lock(), 4096)?);
+    let text = std::str::from_utf8(&bytes).context("the password is not UTF-8")?;
+    let line = text.lines().next().unwrap_or_default();
+    Ok(Zeroizing::new(line.to_owned()))
+}
+
+pub fn run_user(command: UserCommand) -> anyhow::Result<ExitCode> {
+    let UserCommand::Add {
+        realm,
+        username,
+        password_stdin,
+        place,
+        json,
+    } = command;
+    let password = if password_stdin {
+        Some(read_password_stdin()?)
+    } else {
+        None
+    };
+    admin(&place, async |identity| {
+        let realm = identity.realm(realm_arg(&realm)).await?;
+        let (user, generated) = identity
+            .add_user(&realm, &username, password, &RequestContext::operator())
+            .await?;
+        if json {
+            let mut value = json!({"realm": realm.id, "username": user.username, "sub": user.id});
+            if let (Some(p), Some(map)) = (&generated, value.as_object_mut()) {
+                map.insert("password".into(), Value::String(p.to_string()));
+            }
+            print_json(&value);
+        } else {
+            println!(
+                "added user {} to {} (sub {})",
+                user.username, realm.id, user.id
+            );
+            if let Some(p) = &generated {
+                println!("one-time password (shown once): {}", p.as_str());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn run_app(command: AppCommand) -> anyhow::Result<ExitCode> {
+    let AppCommand::Add {
+        realm,
+        name,
+        confidential,
+        grants,
+        redirect_uris,
+        resources,
+        place,
+        json,
+    } = command;
+    admin(&place, async |identity| {
+        let realm = identity.realm(realm_arg(&realm)).await?;
+        let spec = AppSpec {
+            realm: realm.id.clone(),
+            name,
+            confidential,
+            grants,
+            redirect_uris,
+            resources,
+        };
+        let (app, secret) = identity.add_app(&spec, &RequestContext::operator()).await?;
+        if json {
+            let mut value = json!({
+                "client_id": app.client_id,
+                "client_name": app.name,
+                "grant_types": app.grants,
+                "redirect_uris": app.redirect_uris,
+                "token_endpoint_auth_method": if secret.is_some() { "client_secret_basic" } else { "none" },
+                "issuer": identity.config().issuer(&realm.id),
+            });
+            if let (Some(s), Some(map)) = (&secret, value.as_object_mut()) {
+                map.insert("client_secret".into(), Value::String(s.to_string()));
+            }
+            print_json(&value);
+        } else {
+            println!("client_id: {}", app.client_id);
+            if let Some(s) = &secret {
+                println!("client_secret (shown once): {}", s.as_str());
+            }
+            println!("issuer: {}", identity.config().issuer(&realm.id));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn key_json(key: &KeyRecord, identity: &Identity, overdue: bool) -> Value {
+    json!({
+        "kid": key.kid,
+        "realm": key.realm_id,
+        "issuer": identity.config().issuer(&key.realm_id),
+        "alg": key.alg,
+        "state": key.state.as_str(),
+        "backend": key.backend,
+        "created_at": key.created_at,
+        "activate_after": key.activate_after,
+        "activated_at": key.activated_at,
+        "retiring_at": key.retiring_at,
+        "retired_at": key.retired_at,
+        "revoked_at": key.revoked_at,
+        "revoked_reason": key.revoked_reason,
+        "not_after": key.not_after,
+        "overdue": overdue,
+    })
+}
+
+pub fn run_key(command: ServiceKeyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ServiceKeyCommand::List { realm, place, json } => admin(&place, async |identity| {
+            let filter = if realm.consumer {
+                Some(keyscope_store::CONSUMER_REALM.to_owned())
+            } else {
+                realm.tenant.clone()
+            };
+            if let Some(id) = &filter {
+                identity
+                    .realm((id != keyscope_store::CONSUMER_REALM).then_some(id.as_str()))
+                    .await?;
+            }
+            let snapshot = identity.snapshot();
+            let keys: Vec<&KeyRecord> = snapshot
+                .keys
+                .iter()
+                .filter(|k| filter.as_ref().is_none_or(|f| &k.realm_id == f))
+                .collect();
+            let is_overdue = |kid: &str| snapshot.overdue.iter().any(|o| o.kid == kid);
+            if json {
+                let list: Vec<Value> = keys
+                    .iter()
+                    .map(|k| key_json(k, identity, is_overdue(&k.kid)))
+                    .collect();
+                print_json(&Value::Array(list));
+            } else {
+                println!(
+                    "{:<20} {:<16} {:<6} {:<9} CREATED",
+                    "KID", "REALM", "ALG", "STATE"
+                );
+                for key in keys {
+                    println!(
+                        "{:<20} {:<16} {:<6} {:<9} {}{}",
+                        key.kid,
+                        key.realm_id,
+                        key.alg,
+                        key.state.as_str(),
+                        keyscope_audit::event::format_time(
+                            key.created_at.saturating_mul(1_000_000)
+                        ),
+                        if is_overdue(&key.kid) {
+                            "  OVERDUE: older than the rotation policy"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        ServiceKeyCommand::Rotate {
+            realm,
+            now,
+            place,
+            json,
+        } => admin(&place, async |identity| {
+            let realm = identity.realm(realm_arg(&realm)).await?;
+            let key = identity
+                .rotate_key(&realm, now, &RequestContext::operator())
+                .await?;
+            if json {
+                print_json(&key_json(&key, identity, false));
+            } else if key.state == keyscope_store::KeyState::Active {
+                println!("key {} is now active in {}", key.kid, realm.id);
+            } else {
+                println!(
+                    "key {} is published in {} and becomes active at {}",
+                    key.kid,
+                    realm.id,
+                    keyscope_audit::event::format_time(
+                        key.activate_after.saturating_mul(1_000_000)
+                    )
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        ServiceKeyCommand::Revoke {
+            kid,
+            reason,
+            place,
+            json,
+        } => admin(&place, async |identity| {
+            let key = identity
+                .revoke_key(&kid, &reason, &RequestContext::operator())
+                .await?;
+            if json {
+                print_json(&key_json(&key, identity, false));
+            } else {
+                println!(
+                    "revoked key {} of {}: {}",
+                    key.kid,
+                    key.realm_id,
+                    reason.trim()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+pub fn run_issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
+    admin(&args.place, async |identity| {
+        let realm = identity.realm(realm_arg(&args.realm)).await?;
+        let minted = identity
+            .issue_operator_token(
+                &realm,
+                &args.user,
+                args.client.as_deref(),
+                args.scope.as_deref(),
+                args.audience.as_deref(),
+                &RequestContext::operator(),
+            )
+            .await?;
+        if args.json {
+            print_json(&json!({
+                "access_token": minted.access_token,
+                "token_type": "Bearer",
+                "expires_in": minted.expires_in,
+                "kid": minted.kid,
+                "jti": minted.jti,
+            }));
+        } else {
+            println!("{}", minted.access_token);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1297,6 +1297,28 @@ async fn userinfo(
     )
 }
 
+/// Records a refused request at introspection or revocation, then answers it.
+async fn audited_error(
+    identity: &Identity,
+    realm: &RealmRequest,
+    endpoint: &str,
+    client: Option<&str>,
+    error: &OAuthError,
+) -> Response {
+    let event = Event::new("TokenValidated")
+        .with("OrganizationId", Some(&realm.realm))
+        .with("Resource", Some(endpoint))
+        .with("AppId", client)
+        .with("ResultStatus", Some("Failure"))
+        .with("Reason", Some(error.code.as_str()))
+        .with("Detail", Some(&error.description))
+        .context(&realm.context);
+    if let Err(e) = identity.audit().record(event.into_map()).await {
+        tracing::error!(error = %e, "recording a refused request failed");
+    }
+    oauth_error(error)
+}
+
 async fn introspect(
     State(identity): State<AppState>,
     realm: RealmRequest,
@@ -1305,11 +1327,13 @@ async fn introspect(
 ) -> Response {
     let form = match read_form(&headers, body) {
         Ok(form) => form,
-        Err(e) => return oauth_error(&e),
+        Err(e) => return audited_error(&identity, &realm, "introspect", None, &e).await,
     };
     let app = match authenticate_client(&identity, &realm.realm, &headers, &form, false).await {
         Ok(app) => app,
-        Err(e) => return oauth_error(&e),
+        Err(e) => {
+            return audited_error(&identity, &realm, "introspect", form.get("client_id"), &e).await;
+        }
     };
     let token = match form.require("token") {
         Ok(token) => token,
@@ -1390,11 +1414,13 @@ async fn revoke(
 ) -> Response {
     let form = match read_form(&headers, body) {
         Ok(form) => form,
-        Err(e) => return oauth_error(&e),
+        Err(e) => return audited_error(&identity, &realm, "revoke", None, &e).await,
     };
     let app = match authenticate_client(&identity, &realm.realm, &headers, &form, true).await {
         Ok(app) => app,
-        Err(e) => return oauth_error(&e),
+        Err(e) => {
+            return audited_error(&identity, &realm, "revoke", form.get("client_id"), &e).await;
+        }
     };
     let token = match form.require("token") {
         Ok(token) => token,

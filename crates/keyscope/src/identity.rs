@@ -281,6 +281,8 @@ async fn open(
     announce: Option<&str>,
     tune: impl FnOnce(&mut IdentityConfig),
 ) -> anyhow::Result<Arc<Identity>> {
+    // Every command that can unseal a key first turns off core dumps and ptrace by others.
+    keyscope_custody::harden_process().context("hardening the process")?;
     let dir = &place.data_dir;
     if !dir.exists() {
         std::fs::DirBuilder::new()

@@ -276,10 +276,9 @@ async fn authenticate_client(
         .and_then(|v| v.to_str().ok());
     let credentials = client_auth::client_credentials(authorization, form)?;
     let app = identity
-        .store()
         .app(credentials.client_id())
         .await
-        .map_err(|e| internal(&e.into()))?;
+        .map_err(|e| internal(&e))?;
     let Some(app) = app.filter(|a| a.realm_id == realm) else {
         return Err(OAuthError::new(
             ErrorCode::InvalidClient,
@@ -782,7 +781,6 @@ async fn check_authorize(
         .get("client_id")
         .ok_or_else(|| AuthorizeFailure::Page("The request has no client_id.".into()))?;
     let app = identity
-        .store()
         .app(client_id)
         .await
         .ok()

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod config;
 pub mod http;
+pub mod ledger;
 pub mod lifecycle;
 pub mod names;
 pub mod password;
@@ -185,6 +186,7 @@ pub struct Identity {
     audit: AuditSink,
     registry: Registry,
     throttle: throttle::Throttle,
+    ledger: ledger::Ledger,
 }
 
 impl std::fmt::Debug for Identity {
@@ -207,6 +209,7 @@ impl Identity {
         audit: AuditSink,
     ) -> Result<Arc<Identity>, IdentityError> {
         let identity = Arc::new(Identity {
+            ledger: ledger::Ledger::start(store.clone()),
             config,
             store,
             keystore,
@@ -250,10 +253,12 @@ impl Identity {
         let revision = self.store.revision().await?;
         let realms = self.store.realms().await?;
         let keys = self.store.keys().await?;
+        let apps = self.store.all_apps().await?;
         self.registry.rebuild(
             revision,
             realms,
             keys,
+            apps,
             self.keystore.as_ref(),
             &self.config,
             unix_now(),
@@ -467,6 +472,15 @@ impl Identity {
             .with("ResultStatus", Some("Success"))
             .context(context);
         self.audit.record(event.into_map()).await
+    }
+
+    /// An app by client id: from the in-memory snapshot, else (just registered, not yet
+    /// polled) from the store.
+    pub async fn app(&self, client_id: &str) -> Result<Option<App>, IdentityError> {
+        if let Some(app) = self.snapshot().apps.get(client_id) {
+            return Ok(Some(app.clone()));
+        }
+        Ok(self.store.app(client_id).await?)
     }
 
     /// Resolves `--tenant NAME` / `--consumer` to an existing realm.
@@ -753,21 +767,19 @@ impl Identity {
             .sign_compact(header, payload.as_bytes())
             .map_err(|e| IdentityError::Custody(e.to_string()))?;
         let kid = signer.kid().to_owned();
-        self.store
-            .record_issued(&IssuedToken {
-                jti: jti.clone(),
-                realm_id: grant.realm.to_owned(),
-                kid: kid.clone(),
-                subject: grant.subject.to_owned(),
-                client_id: grant.client_id.to_owned(),
-                audience: grant.audience.to_owned(),
-                scope: grant.scope.to_owned(),
-                issued_at: now,
-                expires_at: exp,
-                family_id: grant.family_id.map(str::to_owned),
-                revoked_at: None,
-            })
-            .await?;
+        let ledger_entry = IssuedToken {
+            jti: jti.clone(),
+            realm_id: grant.realm.to_owned(),
+            kid: kid.clone(),
+            subject: grant.subject.to_owned(),
+            client_id: grant.client_id.to_owned(),
+            audience: grant.audience.to_owned(),
+            scope: grant.scope.to_owned(),
+            issued_at: now,
+            expires_at: exp,
+            family_id: grant.family_id.map(str::to_owned),
+            revoked_at: None,
+        };
         let event = Event::new("TokenIssued")
             .with("OrganizationId", Some(grant.realm))
             .with("UserId", Some(grant.subject))
@@ -781,7 +793,14 @@ impl Identity {
             .with("ResultStatus", Some("Success"))
             .with_value("ExpiresAt", json!(exp))
             .context(context);
-        self.audit.record(event.into_map()).await?;
+        // Both must be durable before the token is handed out; they are independent, so they
+        // are written concurrently.
+        let (ledgered, audited) = tokio::join!(
+            self.ledger.record(ledger_entry),
+            self.audit.record(event.into_map())
+        );
+        ledgered?;
+        audited?;
         Ok(Minted {
             access_token,
             jti,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use keyscope_custody::{KeySigner, KeySpec, KeyStore};
 use keyscope_jose::{Algorithm, Jwk, JwkSet};
-use keyscope_store::{KeyRecord, KeyState, Realm};
+use keyscope_store::{App, KeyRecord, KeyState, Realm};
 use keyscope_trust::{Policy, StaticKeys, TokenType, TrustedIssuer, Validator};
 use serde_json::Value;
 
@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub validator: Validator,
     /// Every key record, for listings and the lifecycle.
     pub keys: Vec<KeyRecord>,
+    /// Every app, by client id (client authentication without a database read).
+    pub apps: HashMap<String, App>,
     /// Active keys past the rotation policy.
     pub overdue: Vec<Overdue>,
 }
@@ -104,6 +106,7 @@ impl Registry {
                 realms: HashMap::new(),
                 validator,
                 keys: Vec::new(),
+                apps: HashMap::new(),
                 overdue: Vec::new(),
             })),
             signers: Mutex::new(HashMap::new()),
@@ -124,6 +127,7 @@ impl Registry {
         revision: i64,
         realms: Vec<Realm>,
         keys: Vec<KeyRecord>,
+        apps: Vec<App>,
         keystore: &dyn KeyStore,
         config: &IdentityConfig,
         now: i64,
@@ -212,6 +216,7 @@ impl Registry {
             realms: by_realm,
             validator,
             keys,
+            apps: apps.into_iter().map(|a| (a.client_id.clone(), a)).collect(),
             overdue,
         });
         match self.current.write() {

@@ -344,6 +344,14 @@ impl Store {
             .transpose()
     }
 
+    /// Every app of every realm (for the in-memory cache of a node).
+    pub async fn all_apps(&self) -> Result<Vec<App>, StoreError> {
+        let rows = sqlx::query(&format!("{APP_COLUMNS} ORDER BY client_id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(App::from_row).collect()
+    }
+
     /// The apps of a realm.
     pub async fn apps(&self, realm_id: &str) -> Result<Vec<App>, StoreError> {
         let rows = sqlx::query(&format!("{APP_COLUMNS} WHERE realm_id = $1 ORDER BY name"))
@@ -776,6 +784,50 @@ impl Store {
         .bind(token.revoked_at)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Records several issued access tokens in one statement and one transaction: the
+    /// service batches concurrent issuances so that the database commits once per batch.
+    pub async fn record_issued_many(&self, tokens: &[IssuedToken]) -> Result<(), StoreError> {
+        // 11 parameters per row; 64 rows stay far below every backend's parameter limit.
+        for chunk in tokens.chunks(64) {
+            let mut sql = String::from(
+                "INSERT INTO issued_tokens (jti, realm_id, kid, subject, client_id, audience, \
+                 scope, issued_at, expires_at, family_id, revoked_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let base = i * 11;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for column in 1..=11 {
+                    if column > 1 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&(base + column).to_string());
+                }
+                sql.push(')');
+            }
+            let mut query = sqlx::query(&sql);
+            for token in chunk {
+                query = query
+                    .bind(&token.jti)
+                    .bind(&token.realm_id)
+                    .bind(&token.kid)
+                    .bind(&token.subject)
+                    .bind(&token.client_id)
+                    .bind(&token.audience)
+                    .bind(&token.scope)
+                    .bind(token.issued_at)
+                    .bind(token.expires_at)
+                    .bind(token.family_id.as_deref())
+                    .bind(token.revoked_at);
+            }
+            query.execute(&self.pool).await?;
+        }
         Ok(())
     }
 

@@ -255,10 +255,12 @@ impl Identity {
         let keys = self.store.keys().await?;
         let apps = self.store.all_apps().await?;
         self.registry.rebuild(
-            revision,
-            realms,
-            keys,
-            apps,
+            registry::StoreContents {
+                revision,
+                realms,
+                keys,
+                apps,
+            },
             self.keystore.as_ref(),
             &self.config,
             unix_now(),

@@ -72,6 +72,19 @@ impl Snapshot {
     }
 }
 
+/// What a snapshot is built from, read from the store at one revision.
+#[derive(Debug)]
+pub struct StoreContents {
+    /// The store revision.
+    pub revision: i64,
+    /// Every realm.
+    pub realms: Vec<Realm>,
+    /// Every key.
+    pub keys: Vec<KeyRecord>,
+    /// Every app.
+    pub apps: Vec<App>,
+}
+
 /// Holds the current snapshot and the cache of opened signers (unsealing is done once per
 /// key, not once per reload).
 pub struct Registry {
@@ -124,14 +137,17 @@ impl Registry {
     /// Builds a new snapshot from store contents and swaps it in.
     pub fn rebuild(
         &self,
-        revision: i64,
-        realms: Vec<Realm>,
-        keys: Vec<KeyRecord>,
-        apps: Vec<App>,
+        contents: StoreContents,
         keystore: &dyn KeyStore,
         config: &IdentityConfig,
         now: i64,
     ) -> Result<Arc<Snapshot>, IdentityError> {
+        let StoreContents {
+            revision,
+            realms,
+            keys,
+            apps,
+        } = contents;
         let mut by_realm: HashMap<String, RealmKeys> = HashMap::new();
         let mut builder = Policy::builder().token_type(TokenType::AccessToken);
         let mut live_kids = HashSet::new();

@@ -61,7 +61,15 @@ impl AuditSink {
         };
         let queued = store.queued_audit_events(256).await?;
         let mut moved = 0;
+        let now = crate::unix_now();
         for (id, text) in queued {
+            // Claim first: with several nodes on one store, each event goes to one log.
+            if !store
+                .claim_audit_event(&id, node_id(), now, now - OUTBOX_CLAIM_SECONDS)
+                .await?
+            {
+                continue;
+            }
             // An outbox row is written by our own admin commands; one that no longer parses
             // is still evidence, so it is wrapped rather than dropped.
             let event = match keyscope_jose::json::parse_object(text.as_bytes()) {
@@ -82,6 +90,15 @@ impl AuditSink {
         }
         Ok(moved)
     }
+}
+
+/// How long a node's claim on a queued event holds before another node may take it over.
+pub const OUTBOX_CLAIM_SECONDS: i64 = 60;
+
+/// This process's identity when claiming queued events.
+fn node_id() -> &'static str {
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| format!("{}-{}", std::process::id(), crate::random_id(8)))
 }
 
 /// Builds an audit event with UAL field names.

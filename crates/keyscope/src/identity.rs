@@ -298,13 +298,15 @@ async fn open(
     let (master, _source) = MasterKey::load_or_create(dir).context("master key")?;
     let keystore = Arc::new(SealedKeyStore::new(master));
     let audit = open_audit(dir, &store, server)?;
-    let public_url = match (&place.public_url, announce) {
-        (Some(url), _) => check_public_url(url)?,
-        (None, Some(default)) => default.to_owned(),
-        (None, None) => store
-            .setting(PUBLIC_URL_SETTING)
-            .await?
-            .unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_owned()),
+    // One deployment has one public URL, whatever each node listens on: an explicit
+    // --public-url is announced in the store; otherwise what was announced is used, and only a
+    // store that has none takes this server's listen address.
+    let stored = store.setting(PUBLIC_URL_SETTING).await?;
+    let public_url = match (&place.public_url, stored, announce) {
+        (Some(url), _, _) => check_public_url(url)?,
+        (None, Some(stored), _) => stored,
+        (None, None, Some(default)) => default.to_owned(),
+        (None, None, None) => DEFAULT_PUBLIC_URL.to_owned(),
     };
     if server {
         store.set_setting(PUBLIC_URL_SETTING, &public_url).await?;
@@ -390,6 +392,9 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let background = identity.spawn_background();
         let public = identity.config().public_url.clone();
         println!("keyscope is up on {}", args.listen);
+        println!(
+            "  public URL:         {public} (issuers are built from it; --public-url changes it)"
+        );
         println!("  health:             {public}/healthz");
         println!(
             "  consumer issuer:    {}",

@@ -110,11 +110,14 @@ CREATE INDEX issued_tokens_family ON issued_tokens (family_id);
 CREATE INDEX issued_tokens_kid ON issued_tokens (kid);
 
 -- Audit events written while another process held the audit log (an admin command beside a
--- running server); the server appends them to the log and deletes them.
+-- running server); a server claims a row, appends it to its log and deletes it. A claim
+-- older than a minute (its node died) may be taken over.
 CREATE TABLE audit_outbox (
     id TEXT PRIMARY KEY,
     created_at BIGINT NOT NULL,
-    event TEXT NOT NULL
+    event TEXT NOT NULL,
+    claimed_by TEXT,
+    claimed_at BIGINT
 );
 
 -- Deployment settings shared by every process on this store (the public URL the server

@@ -753,6 +753,30 @@ impl Store {
             .collect()
     }
 
+    /// Claims a queued event for `node`, so that of several nodes draining one store exactly
+    /// one appends it. A claim older than `stale_before` (a node that died mid-drain) can be
+    /// taken over. Returns whether this node now holds the claim.
+    pub async fn claim_audit_event(
+        &self,
+        id: &str,
+        node: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE audit_outbox SET claimed_by = $1, claimed_at = $2 \
+             WHERE id = $3 AND (claimed_by IS NULL OR claimed_at < $4)",
+        )
+        .bind(node)
+        .bind(now)
+        .bind(id)
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     /// Removes queued events once they are in the audit log.
     pub async fn delete_audit_event(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM audit_outbox WHERE id = $1")

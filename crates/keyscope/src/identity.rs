@@ -369,6 +369,8 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
     keyscope_custody::harden_process().context("hardening the process")?;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
     let default_url = format!("http://{}", args.listen);

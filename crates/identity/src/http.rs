@@ -237,19 +237,7 @@ async fn discovery(State(identity): State<AppState>, realm: RealmRequest) -> Res
         "authorization_response_iss_parameter_supported": true,
         "tenant_id": realm.realm,
     });
-    let mut response = (StatusCode::OK, document.to_string()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "public, max-age={}",
-        identity.config().jwks_max_age
-    )) {
-        headers.insert(header::CACHE_CONTROL, value);
-    }
-    response
+    cacheable_json(&identity, document.to_string())
 }
 
 async fn jwks(State(identity): State<AppState>, realm: RealmRequest) -> Response {
@@ -257,6 +245,12 @@ async fn jwks(State(identity): State<AppState>, realm: RealmRequest) -> Response
     let body = snapshot
         .realm(&realm.realm)
         .map_or_else(|| "{\"keys\":[]}".to_owned(), |r| r.jwks_json.clone());
+    cacheable_json(&identity, body)
+}
+
+/// Discovery and the JWKS are public and cached by validators for the JWKS max-age (the key
+/// lifecycle publishes new keys for two of these before they sign).
+fn cacheable_json(identity: &Identity, body: String) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -1196,33 +1190,21 @@ async fn audit_validation(
     identity: &Identity,
     realm: &RealmRequest,
     outcome: Result<&crate::AccessContext, &AccessRejection>,
-    token: &str,
     endpoint: &str,
 ) {
-    let facts = keyscope_jose::jws::inspect(token).ok();
-    let claim = |name: &str| {
-        facts
-            .as_ref()
-            .and_then(|f| f.payload.as_ref().ok())
-            .and_then(|p| p.get(name))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let header = |name: &str| {
-        facts
-            .as_ref()
-            .and_then(|f| f.header.get(name))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+    // The validator already read these (verified on acceptance, as claimed on rejection).
+    let facts = match outcome {
+        Ok(context) => &context.facts,
+        Err(rejection) => &rejection.facts,
     };
     let event = Event::new("TokenValidated")
         .with("OrganizationId", Some(&realm.realm))
         .with("Resource", Some(endpoint))
-        .with("UserId", claim("sub").as_deref())
-        .with("AppId", claim("client_id").as_deref())
-        .with("TokenId", claim("jti").as_deref())
-        .with("KeyId", header("kid").as_deref())
-        .with("Issuer", claim("iss").as_deref())
+        .with("UserId", facts.sub.as_deref())
+        .with("AppId", facts.client_id.as_deref())
+        .with("TokenId", facts.jti.as_deref())
+        .with("KeyId", facts.kid.as_deref())
+        .with("Issuer", facts.iss.as_deref())
         .with(
             "ResultStatus",
             Some(if outcome.is_ok() {
@@ -1260,7 +1242,7 @@ async fn userinfo(
         }
     };
     let outcome = identity.check_access_token(token, Some(&realm.realm)).await;
-    audit_validation(&identity, &realm, outcome.as_ref(), token, "userinfo").await;
+    audit_validation(&identity, &realm, outcome.as_ref(), "userinfo").await;
     let context = match outcome {
         Ok(context) => context,
         Err(rejection) => {
@@ -1370,7 +1352,7 @@ async fn introspect(
     let inactive = || json_response(StatusCode::OK, "{\"active\":false}".to_owned());
     if token.bytes().filter(|&b| b == b'.').count() == 2 {
         let outcome = identity.check_access_token(token, Some(&realm.realm)).await;
-        audit_validation(&identity, &realm, outcome.as_ref(), token, "introspect").await;
+        audit_validation(&identity, &realm, outcome.as_ref(), "introspect").await;
         let Ok(context) = outcome else {
             return inactive();
         };

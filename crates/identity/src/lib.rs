@@ -147,6 +147,8 @@ pub struct AccessContext {
     pub claims: Map<String, Value>,
     /// The ledger entry.
     pub ledger: IssuedToken,
+    /// The token's audit facts (verified, since the token was accepted).
+    pub facts: keyscope_trust::TokenFacts,
 }
 
 /// A token check that failed, with its stable reason code.
@@ -156,6 +158,9 @@ pub struct AccessRejection {
     pub reason: String,
     /// Human-readable detail.
     pub detail: String,
+    /// What the token said about itself (unverified): the `jti`, `kid`, issuer and client a
+    /// detection needs to follow a forged token.
+    pub facts: keyscope_trust::TokenFacts,
 }
 
 /// What an app registration asks for.
@@ -935,13 +940,16 @@ impl Identity {
     ) -> Result<AccessContext, AccessRejection> {
         let snapshot = self.snapshot();
         let decision = snapshot.validator.validate_now(token);
+        let facts = decision.facts().clone();
+        let reject = |reason: &str, detail: String| AccessRejection {
+            reason: reason.to_owned(),
+            detail,
+            facts: facts.clone(),
+        };
         let accepted = match decision {
             keyscope_trust::Decision::Accepted(accepted) => accepted,
             keyscope_trust::Decision::Rejected(rejected) => {
-                return Err(AccessRejection {
-                    reason: rejected.reason.as_str().to_owned(),
-                    detail: rejected.detail.clone(),
-                });
+                return Err(reject(rejected.reason.as_str(), rejected.detail.clone()));
             }
         };
         let realm = self
@@ -952,10 +960,10 @@ impl Identity {
         if let Some(expected) = expected_realm
             && expected != realm
         {
-            return Err(AccessRejection {
-                reason: "wrong_realm".to_owned(),
-                detail: format!("the token belongs to realm {realm:?}, not {expected:?}"),
-            });
+            return Err(reject(
+                "wrong_realm",
+                format!("the token belongs to realm {realm:?}, not {expected:?}"),
+            ));
         }
         let claims = accepted.claims();
         let jti = claims
@@ -965,34 +973,35 @@ impl Identity {
         let ledger = match self.store.issued(jti).await {
             Ok(Some(entry)) => entry,
             Ok(None) => {
-                return Err(AccessRejection {
-                    reason: "token_not_issued".to_owned(),
-                    detail: format!("jti {jti:?} was never issued by this realm"),
-                });
+                return Err(reject(
+                    "token_not_issued",
+                    format!("jti {jti:?} was never issued by this realm"),
+                ));
             }
             Err(e) => {
-                return Err(AccessRejection {
-                    reason: "unavailable".to_owned(),
-                    detail: format!("the issuance ledger could not be read: {e}"),
-                });
+                return Err(reject(
+                    "unavailable",
+                    format!("the issuance ledger could not be read: {e}"),
+                ));
             }
         };
         if ledger.realm_id != realm || Some(ledger.kid.as_str()) != accepted.kid.as_deref() {
-            return Err(AccessRejection {
-                reason: "token_not_issued".to_owned(),
-                detail: format!("jti {jti:?} was issued by another realm or key"),
-            });
+            return Err(reject(
+                "token_not_issued",
+                format!("jti {jti:?} was issued by another realm or key"),
+            ));
         }
         if ledger.revoked_at.is_some() {
-            return Err(AccessRejection {
-                reason: "token_revoked".to_owned(),
-                detail: format!("token {jti:?} has been revoked"),
-            });
+            return Err(reject(
+                "token_revoked",
+                format!("token {jti:?} has been revoked"),
+            ));
         }
         Ok(AccessContext {
             realm,
             claims,
             ledger,
+            facts,
         })
     }
 }

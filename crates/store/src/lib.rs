@@ -273,26 +273,26 @@ impl Store {
         realm_id: &str,
         username: &str,
     ) -> Result<Option<User>, StoreError> {
-        sqlx::query(
-            "SELECT id, realm_id, username, password_hash, created_at FROM users \
-             WHERE realm_id = $1 AND username = $2",
-        )
-        .bind(realm_id)
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|row| User::from_row(&row))
-        .transpose()
+        self.user_where("username", realm_id, username).await
     }
 
     /// A user by realm and id (a token's `sub`).
     pub async fn user(&self, realm_id: &str, id: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query(
-            "SELECT id, realm_id, username, password_hash, created_at FROM users \
-             WHERE realm_id = $1 AND id = $2",
-        )
+        self.user_where("id", realm_id, id).await
+    }
+
+    /// One user of a realm by a unique column (`id` or `username`, never caller input).
+    async fn user_where(
+        &self,
+        column: &'static str,
+        realm_id: &str,
+        value: &str,
+    ) -> Result<Option<User>, StoreError> {
+        sqlx::query(&format!(
+            "{USER_COLUMNS} WHERE realm_id = $1 AND {column} = $2"
+        ))
         .bind(realm_id)
-        .bind(id)
+        .bind(value)
         .fetch_optional(&self.pool)
         .await?
         .map(|row| User::from_row(&row))
@@ -301,10 +301,9 @@ impl Store {
 
     /// The users of a realm, by username.
     pub async fn users(&self, realm_id: &str) -> Result<Vec<User>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, realm_id, username, password_hash, created_at FROM users \
-             WHERE realm_id = $1 ORDER BY username",
-        )
+        let rows = sqlx::query(&format!(
+            "{USER_COLUMNS} WHERE realm_id = $1 ORDER BY username"
+        ))
         .bind(realm_id)
         .fetch_all(&self.pool)
         .await?;
@@ -891,6 +890,8 @@ impl Store {
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 }
+
+const USER_COLUMNS: &str = "SELECT id, realm_id, username, password_hash, created_at FROM users";
 
 const APP_COLUMNS: &str = "SELECT client_id, realm_id, name, confidential, secret_digest, grants, \
      redirect_uris, resources, created_at FROM apps";

@@ -59,6 +59,12 @@ impl IdentityConfig {
         }
     }
 
+    /// The mail service's resource identifier (the audience of tokens that open mailboxes):
+    /// `{public_url}/jmap`.
+    pub fn mail_resource(&self) -> String {
+        format!("{}/jmap", self.public_url)
+    }
+
     /// The realm an issuer belongs to, if it is one of ours.
     pub fn realm_of_issuer<'a>(&self, issuer: &'a str) -> Option<&'a str> {
         let rest = issuer.strip_prefix(self.public_url.as_str())?;

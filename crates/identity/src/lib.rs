@@ -898,6 +898,9 @@ impl Identity {
                 })?;
                 aud.to_owned()
             }
+            // No app named: the token is for the built-in mail client and opens the mail
+            // service; an app without resources gets the deployment itself.
+            None if app.is_none() => self.config.mail_resource(),
             None => self.default_audience(app.as_ref()),
         };
         self.admin_event("TokenIssuedByOperator", Some(&realm.id), username, context)
@@ -908,7 +911,7 @@ impl Identity {
                 subject: &user.id,
                 client_id: app
                     .as_ref()
-                    .map_or(OPERATOR_CLIENT_ID, |a| a.client_id.as_str()),
+                    .map_or(MAIL_CLIENT_ID, |a| a.client_id.as_str()),
                 scope: &keyscope_oauth::scope::join_scope(&scope),
                 audience: &audience,
                 family_id: None,
@@ -1006,5 +1009,6 @@ impl Identity {
     }
 }
 
-/// The `client_id` of operator-minted tokens that name no app.
-pub const OPERATOR_CLIENT_ID: &str = "keyscope-operator";
+/// The `client_id` of Keyscope's built-in first-party mail client: operator-minted tokens
+/// that name no app are for it, with the mail service as their audience.
+pub const MAIL_CLIENT_ID: &str = "keyscope-mail";

@@ -236,13 +236,15 @@ pub struct IssueArgs {
     /// The user the token is for.
     #[arg(long)]
     user: String,
-    /// The app (client_id) the token is for. Default: keyscope-operator.
+    /// The app (client_id) the token is for. Default: the built-in mail client
+    /// (keyscope-mail), whose tokens open the mail service.
     #[arg(long)]
     client: Option<String>,
     /// The scope (default "openid").
     #[arg(long)]
     scope: Option<String>,
-    /// The audience (default: the app's first resource, else the public URL).
+    /// The audience (default: the app's first resource, else the public URL; without
+    /// --client, the mail service {public_url}/jmap).
     #[arg(long)]
     audience: Option<String>,
     #[command(flatten)]
@@ -343,7 +345,7 @@ async fn close(identity: &Identity) {
     identity.store().close().await;
 }
 
-fn realm_arg(realm: &RealmArg) -> Option<&str> {
+pub(crate) fn realm_arg(realm: &RealmArg) -> Option<&str> {
     if realm.consumer {
         None
     } else {
@@ -352,7 +354,7 @@ fn realm_arg(realm: &RealmArg) -> Option<&str> {
 }
 
 /// Runs an admin action and closes up afterwards, whatever happened.
-fn admin<T>(
+pub(crate) fn admin<T>(
     place: &Place,
     action: impl AsyncFnOnce(&Identity) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
@@ -404,7 +406,13 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  tenant issuers:     {public}/t/{{tenant}}");
         println!("  data directory:     {}", args.place.data_dir.display());
-        let app = keyscope_identity::http::router(Arc::clone(&identity));
+        let mail = keyscope_mail::MailService::new(
+            Arc::clone(&identity),
+            keyscope_mail::MailConfig::new(&public),
+        );
+        println!("  mail (JMAP):        {public}/.well-known/jmap");
+        let app = keyscope_identity::http::router(Arc::clone(&identity))
+            .merge(keyscope_mail::http::router(mail));
         let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -513,16 +521,24 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<ExitCode> {
         let (user, generated) = identity
             .add_user(&realm, &username, password, &RequestContext::operator())
             .await?;
+        // Every user gets a mailbox with the standard folders at once.
+        let account = keyscope_mail::account::ensure_account(
+            identity.store(),
+            &user,
+            keyscope_mail::DEFAULT_MAIL_DOMAIN,
+        )
+        .await?;
         if json {
-            let mut value = json!({"realm": realm.id, "username": user.username, "sub": user.id});
+            let mut value = json!({"realm": realm.id, "username": user.username, "sub": user.id,
+                                   "email": account.email, "mail_account": account.id});
             if let (Some(p), Some(map)) = (&generated, value.as_object_mut()) {
                 map.insert("password".into(), Value::String(p.to_string()));
             }
             print_json(&value);
         } else {
             println!(
-                "added user {} to {} (sub {})",
-                user.username, realm.id, user.id
+                "added user {} to {} (sub {}, mailbox {})",
+                user.username, realm.id, user.id, account.email
             );
             if let Some(p) = &generated {
                 println!("one-time password (shown once): {}", p.as_str());

@@ -13,6 +13,7 @@ mod checkpoint_copy;
 mod identity;
 mod input;
 mod key;
+mod mail;
 mod token;
 
 use std::process::ExitCode;
@@ -34,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service (identity endpoints for every realm) on one port.
+    /// Run the service (identity endpoints for every realm, and the JMAP mail service) on one port.
     Up(identity::UpArgs),
     /// Enterprise tenants (realms).
     #[command(subcommand)]
@@ -57,6 +58,9 @@ enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Mailboxes (the JMAP mail service's data).
+    #[command(subcommand)]
+    Mail(mail::MailCommand),
     /// Measure this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Jws(command) => token::run_jws(command),
         Command::Key(command) => key::run(command),
         Command::Audit(command) => audit::run(command),
+        Command::Mail(command) => mail::run(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

@@ -13,6 +13,16 @@
 //!
 //! MIME tokenising is done by the `mail-parser` crate (0.11); this crate
 //! owns the JMAP semantics on top of it.
+//!
+//! The other direction, [`build_message`], turns the Email object of a
+//! JMAP `Email/set` create (RFC 8621 §4.6) into raw octets with the
+//! `mail-builder` crate. [`split_mbox`] splits an mbox file into messages.
+
+pub mod build;
+pub mod mbox;
+
+pub use build::{BuildError, build_message, build_message_with_limits};
+pub use mbox::{MboxError, looks_like_mbox, split_mbox};
 
 use std::collections::BTreeMap;
 
@@ -589,7 +599,8 @@ fn parse_structure(
         let is_inline = part.disposition.as_deref() != Some("attachment")
             && (t == "text/plain" || t == "text/html" || is_inline_media(t))
             && (i == 0
-                || (multipart_type != "related" && (is_inline_media(t) || part.name.is_none())));
+                || (multipart_type != "related"
+                    && (is_inline_media(t) || part.name.as_deref().is_none_or(str::is_empty))));
         if is_multipart {
             let sub_type = t.split_once('/').map(|(_, s)| s).unwrap_or_default();
             parse_structure(
@@ -756,6 +767,14 @@ impl Builder<'_, '_> {
             .map(|v| as_text(v))
             .filter(|v| !v.is_empty());
 
+        // RFC 8621 §4.1.4: the charset parameter whatever the type; else
+        // us-ascii for text/* (and for a missing Content-Type, whose
+        // implicit type is text/plain); else null.
+        let charset_param = ct
+            .and_then(|c| c.attribute("charset"))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty());
+
         if let PartType::Multipart(children) = &part.body {
             if !r#type.starts_with("multipart/") {
                 r#type = "multipart/mixed".to_string();
@@ -771,7 +790,7 @@ impl Builder<'_, '_> {
                 headers,
                 name,
                 r#type,
-                charset: None,
+                charset: charset_param,
                 disposition,
                 cid,
                 language,
@@ -784,15 +803,10 @@ impl Builder<'_, '_> {
         if r#type.starts_with("multipart/") {
             r#type = "application/octet-stream".to_string();
         }
-        let charset = if r#type.starts_with("text/") {
-            Some(
-                ct.and_then(|c| c.attribute("charset"))
-                    .map(|c| c.trim().to_ascii_lowercase())
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or_else(|| "us-ascii".to_string()),
-            )
-        } else {
-            None
+        let charset = match charset_param {
+            Some(c) => Some(c),
+            None if r#type.starts_with("text/") => Some("us-ascii".to_string()),
+            None => None,
         };
         let raw_body = self.slice(part.offset_body, part.offset_end);
         let transfer_decoded = || -> Option<Vec<u8>> {
@@ -855,13 +869,16 @@ impl ParsedMessage {
         self.parts.get(part_id).map(|p| p.blob.as_slice())
     }
 
-    /// The `EmailBodyValue` of the `text/*` part `part_id`, truncated to at
+    /// The `EmailBodyValue` of the `text/*` part `part_id` (each CRLF
+    /// replaced with LF, as RFC 8621 §4.1.4 asks), truncated to at
     /// most `max_bytes` UTF-8 octets on a character boundary (`0` = no limit,
     /// as `maxBodyValueBytes` in RFC 8621 §4.2). `None` for unknown or
     /// non-text parts.
     pub fn body_value(&self, part_id: &str, max_bytes: usize) -> Option<EmailBodyValue> {
         let data = self.parts.get(part_id)?;
-        let text = data.text.as_deref()?;
+        // RFC 8621 §4.1.4: "with any CRLF replaced with a single LF".
+        let normalised = data.text.as_deref()?.replace("\r\n", "\n");
+        let text = normalised.as_str();
         let (value, is_truncated) = if max_bytes > 0 && text.len() > max_bytes {
             let mut end = max_bytes;
             while end > 0 && !text.is_char_boundary(end) {
@@ -981,5 +998,193 @@ impl EmailBodyPart {
     /// Value of a `header:{name}:as{Form}[:all]` property on this part's headers.
     pub fn header_property(&self, name: &str, form: HeaderForm, all: bool) -> Value {
         header_property(&self.headers, name, form, all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+
+    use super::*;
+
+    fn parse(s: &str) -> ParsedMessage {
+        parse_message(s.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    /// `type#partId` of each part.
+    fn ids(parts: &[EmailBodyPart]) -> Vec<String> {
+        parts
+            .iter()
+            .map(|p| format!("{}#{}", p.r#type, p.part_id.as_deref().unwrap_or("-")))
+            .collect()
+    }
+
+    #[test]
+    fn alternative_text_and_html() {
+        let m = parse(concat!(
+            "From: a@b\r\nContent-Type: multipart/alternative; boundary=A\r\n\r\n",
+            "--A\r\nContent-Type: text/plain\r\n\r\nplain\r\n",
+            "--A\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n",
+            "--A--\r\n"
+        ));
+        assert_eq!(ids(&m.text_body), ["text/plain#2"]);
+        assert_eq!(ids(&m.html_body), ["text/html#3"]);
+        assert!(m.attachments.is_empty());
+        assert!(!m.has_attachment);
+        assert_eq!(m.preview, "plain");
+    }
+
+    #[test]
+    fn mixed_with_inline_image_between_text_parts() {
+        let m = parse(concat!(
+            "From: a@b\r\nContent-Type: multipart/mixed; boundary=M\r\n\r\n",
+            "--M\r\nContent-Type: text/plain\r\n\r\nbefore\r\n",
+            "--M\r\nContent-Type: image/png; name=pic.png\r\n",
+            "Content-Disposition: inline; filename=pic.png\r\n\r\nPNG\r\n",
+            "--M\r\nContent-Type: text/plain\r\n\r\nafter\r\n",
+            "--M--\r\n"
+        ));
+        // Inline media is displayed in place: in both bodies, and not an
+        // attachment since neither body is null at this level.
+        let all = ["text/plain#2", "image/png#3", "text/plain#4"];
+        assert_eq!(ids(&m.text_body), all);
+        assert_eq!(ids(&m.html_body), all);
+        assert!(m.attachments.is_empty());
+        assert!(!m.has_attachment);
+        assert_eq!(m.preview, "before after");
+    }
+
+    #[test]
+    fn related_html_with_image() {
+        let m = parse(concat!(
+            "From: a@b\r\nContent-Type: multipart/alternative; boundary=A\r\n\r\n",
+            "--A\r\nContent-Type: text/plain\r\n\r\nplain\r\n",
+            "--A\r\nContent-Type: multipart/related; boundary=R\r\n\r\n",
+            "--R\r\nContent-Type: text/html\r\n\r\n<img src=\"cid:i1@x\">\r\n",
+            "--R\r\nContent-Type: image/gif\r\nContent-ID: <i1@x>\r\n\r\nGIF\r\n",
+            "--R\r\nContent-Type: text/plain\r\n\r\nnot first in related\r\n",
+            "--R--\r\n",
+            "--A--\r\n"
+        ));
+        // Only the first part of a multipart/related is a body part.
+        assert_eq!(ids(&m.text_body), ["text/plain#2"]);
+        assert_eq!(ids(&m.html_body), ["text/html#4"]);
+        assert_eq!(ids(&m.attachments), ["image/gif#5", "text/plain#6"]);
+        // The image is referenced from the HTML by cid: (MAY be ignored);
+        // the trailing text part is a real attachment.
+        assert!(m.has_attachment);
+    }
+
+    #[test]
+    fn related_image_referenced_by_cid_is_not_counted() {
+        let m = parse(concat!(
+            "From: a@b\r\nContent-Type: multipart/related; boundary=R\r\n\r\n",
+            "--R\r\nContent-Type: text/html\r\n\r\n<img src=\"cid:i1@x\">\r\n",
+            "--R\r\nContent-Type: image/gif\r\nContent-ID: <i1@x>\r\n\r\nGIF\r\n",
+            "--R--\r\n"
+        ));
+        assert_eq!(ids(&m.text_body), ["text/html#2"]);
+        assert_eq!(ids(&m.html_body), ["text/html#2"]);
+        assert_eq!(ids(&m.attachments), ["image/gif#3"]);
+        assert!(!m.has_attachment);
+    }
+
+    #[test]
+    fn text_plain_with_attachment_disposition() {
+        let m = parse(concat!(
+            "From: a@b\r\nContent-Type: multipart/mixed; boundary=M\r\n\r\n",
+            "--M\r\nContent-Type: text/plain\r\n\r\nbody\r\n",
+            "--M\r\nContent-Type: text/plain\r\n",
+            "Content-Disposition: attachment; filename=log.txt\r\n\r\nlog\r\n",
+            "--M--\r\n"
+        ));
+        assert_eq!(ids(&m.text_body), ["text/plain#2"]);
+        assert_eq!(ids(&m.html_body), ["text/plain#2"]);
+        assert_eq!(ids(&m.attachments), ["text/plain#3"]);
+        assert_eq!(m.attachments[0].name.as_deref(), Some("log.txt"));
+        assert!(m.has_attachment);
+        // Even as the first part, disposition attachment wins.
+        let m = parse(concat!(
+            "From: a@b\r\nContent-Type: text/plain\r\n",
+            "Content-Disposition: attachment; filename=only.txt\r\n\r\ndata\r\n"
+        ));
+        assert!(m.text_body.is_empty() && m.html_body.is_empty());
+        assert_eq!(ids(&m.attachments), ["text/plain#1"]);
+    }
+
+    #[test]
+    fn message_rfc822_attachment() {
+        let inner = "From: x@y\r\nSubject: inner\r\nContent-Type: text/plain\r\n\r\ninner body\r\n";
+        let raw = format!(
+            concat!(
+                "From: a@b\r\nContent-Type: multipart/mixed; boundary=M\r\n\r\n",
+                "--M\r\nContent-Type: text/plain\r\n\r\nsee forwarded\r\n",
+                "--M\r\nContent-Type: message/rfc822\r\n\r\n{}",
+                "\r\n--M--\r\n"
+            ),
+            inner
+        );
+        let m = parse(&raw);
+        assert_eq!(ids(&m.text_body), ["text/plain#2"]);
+        assert_eq!(ids(&m.attachments), ["message/rfc822#3"]);
+        // No subParts for message/*, and its blob is the whole message.
+        assert!(m.attachments[0].sub_parts.is_none());
+        assert_eq!(m.part_bytes("3").unwrap(), inner.as_bytes());
+        assert_eq!(m.attachments[0].charset, None);
+        assert!(m.has_attachment);
+        assert_eq!(m.preview, "see forwarded");
+    }
+
+    #[test]
+    fn charset_parameter_of_non_text_parts() {
+        // RFC 8621 §4.1.4: the charset parameter when present, whatever the type.
+        let m = parse(concat!(
+            "From: a@b\r\nContent-Type: multipart/mixed; boundary=M\r\n\r\n",
+            "--M\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{}\r\n",
+            "--M\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n",
+            "--M\r\n\r\nno content type\r\n",
+            "--M--\r\n"
+        ));
+        let subs = m.body_structure.sub_parts.as_ref().unwrap();
+        assert_eq!(subs[0].charset.as_deref(), Some("utf-8"));
+        assert_eq!(subs[1].charset, None);
+        assert_eq!(subs[2].charset.as_deref(), Some("us-ascii"));
+        assert_eq!(m.body_structure.charset, None);
+    }
+
+    #[test]
+    fn empty_name_counts_as_no_name() {
+        // `!part.name` in the pseudocode is also true for "".
+        let m = parse(concat!(
+            "From: a@b\r\nContent-Type: multipart/mixed; boundary=M\r\n\r\n",
+            "--M\r\nContent-Type: text/plain\r\n\r\none\r\n",
+            // An empty encoded word: mail-parser yields Some("").
+            "--M\r\nContent-Type: text/plain; name=\"=?utf-8?Q??=\"\r\n\r\ntwo\r\n",
+            "--M--\r\n"
+        ));
+        assert_eq!(
+            m.body_structure.sub_parts.as_ref().unwrap()[1]
+                .name
+                .as_deref(),
+            Some("")
+        );
+        assert_eq!(ids(&m.text_body), ["text/plain#2", "text/plain#3"]);
+        assert!(m.attachments.is_empty());
+    }
+
+    #[test]
+    fn body_values_replace_crlf_with_lf() {
+        let m = parse("From: a@b\r\nSubject: x\r\n\r\nline one\r\nline two\r\n");
+        let v = m.body_value("1", 0).unwrap();
+        assert_eq!(v.value, "line one\nline two\n");
+        // Truncation counts the normalised value.
+        assert_eq!(m.body_value("1", 9).unwrap().value, "line one\n");
+        // The blob keeps the original octets.
+        assert_eq!(m.part_bytes("1").unwrap(), b"line one\r\nline two\r\n");
     }
 }

@@ -13,6 +13,7 @@
 //! Times are Unix seconds supplied by the caller, so that the lifecycle logic above can be
 //! tested with any clock.
 
+mod mail;
 mod migrate;
 mod model;
 
@@ -24,6 +25,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
+pub use mail::{
+    Change, ChangeKind, ChangeOp, EmailFilter, EmailRecord, EmailSort, EmailSortKey, MailAccount,
+    MailTx, MailboxCounts, MailboxRecord, NewEmail, SearchField, SearchKeys, SubmissionRecord,
+};
 pub use model::{
     App, CodeOutcome, IssuedToken, KeyRecord, KeyState, NewApp, NewCode, NewRefresh, Realm,
     RealmKind, RefreshOutcome, RefreshRecord, StoredCode, User,

@@ -7,7 +7,10 @@ use sqlx::{AnyPool, Row};
 use crate::StoreError;
 
 /// The migrations, in order. Never edit one that has shipped: add a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_mail.sql")),
+];
 
 /// Applies every migration newer than the database's version.
 pub(crate) async fn apply(pool: &AnyPool) -> Result<(), StoreError> {

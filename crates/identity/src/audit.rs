@@ -54,6 +54,28 @@ impl AuditSink {
         }
     }
 
+    /// Records several events of one request together: with the log, they are all queued
+    /// before the first is awaited, so they share one fsync. Fails closed like `record`.
+    pub async fn record_all(&self, events: Vec<Map<String, Value>>) -> Result<(), IdentityError> {
+        match self {
+            AuditSink::Log(log) => {
+                let pending: Vec<_> = events.into_iter().map(|e| log.append_async(e)).collect();
+                for append in pending {
+                    append
+                        .await
+                        .map_err(|e| IdentityError::Audit(e.to_string()))?;
+                }
+                Ok(())
+            }
+            AuditSink::Outbox(_) => {
+                for event in events {
+                    self.record(event).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Appends queued outbox events to the log (the holder calls this on every poll).
     pub async fn drain_outbox(&self, store: &Store) -> Result<usize, IdentityError> {
         let AuditSink::Log(log) = self else {

@@ -32,6 +32,8 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Latency percentiles of an HTTP endpoint at a fixed offered rate (open loop).
+    Http(crate::bench_http::HttpArgs),
     /// Validations per second of the full trust path versus bare signature verification.
     Verify {
         /// Seconds to measure each rate (two rates per algorithm), 1 to 60.
@@ -53,6 +55,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Verify { seconds, json } => verify(seconds, json),
         BenchCommand::Audit { seconds, dir, json } => crate::bench_audit::run(seconds, dir, json),
+        BenchCommand::Http(args) => crate::bench_http::run(args),
     }
 }
 

@@ -9,6 +9,7 @@
 mod audit;
 mod bench;
 mod bench_audit;
+mod bench_http;
 mod checkpoint_copy;
 mod identity;
 mod input;

@@ -48,6 +48,9 @@ struct Caller {
     facts: TokenFacts,
     session_id: Option<String>,
     context: RequestContext,
+    /// The `TokenValidated` record of this acceptance, written with the request's other
+    /// records (one fsync) before any response leaves.
+    validated: Event,
 }
 
 fn request_context(headers: &HeaderMap, request_ip: Option<SocketAddr>) -> RequestContext {
@@ -210,22 +213,14 @@ async fn authenticate(
         .get("sid")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let event = validated_event(&accepted.realm, resource, &facts, &context, None)
+    let validated = validated_event(&accepted.realm, resource, &facts, &context, None)
         .with("MailboxOwnerUPN", Some(&account.email));
-    if service
-        .identity()
-        .audit()
-        .record(event.into_map())
-        .await
-        .is_err()
-    {
-        return Err(unavailable());
-    }
     Ok(Caller {
         account,
         facts,
         session_id,
         context,
+        validated,
     })
 }
 
@@ -350,6 +345,12 @@ async fn session(
         Ok(caller) => caller,
         Err(response) => return response,
     };
+    if record_access(&service, &caller, &Accessed::default())
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
     json_response(
         StatusCode::OK,
         &session_object(&service, &caller.account).to_json(),
@@ -377,14 +378,24 @@ async fn api(
         Err(response) => return response,
     };
     let core = &service.config().core;
+    let refused = async |p: ProblemDetails| {
+        // The token decision is on record even when the body is refused.
+        if record_access(&service, &caller, &Accessed::default())
+            .await
+            .is_err()
+        {
+            return unavailable();
+        }
+        problem(&p)
+    };
     let body = match read_body(body, core.max_size_request).await {
         Ok(body) => body,
-        Err(p) => return problem(&p),
+        Err(p) => return refused(p).await,
     };
     let limits = RequestLimits::new(core, [MAIL, SUBMISSION]);
     let request = match keyscope_jmap::parse_request(&body, &limits) {
         Ok(request) => request,
-        Err(p) => return problem(&p),
+        Err(p) => return refused(p).await,
     };
     let dispatcher = methods::dispatcher();
     let mut execution = dispatcher.start(request);
@@ -425,13 +436,14 @@ fn access_event(caller: &Caller, access_type: &str, count: usize) -> Event {
         .context(&caller.context)
 }
 
-/// Writes the request's `MailItemsAccessed` and `Send` records (durable before the response).
+/// Writes the request's `TokenValidated`, `MailItemsAccessed` and `Send` records together
+/// (durable before the response).
 async fn record_access(
     service: &MailService,
     caller: &Caller,
     accessed: &Accessed,
 ) -> Result<(), ()> {
-    let mut events = Vec::new();
+    let mut events = vec![caller.validated.clone()];
     if accessed.bind_count > 0 {
         let folders: Vec<Value> = accessed
             .bind
@@ -471,11 +483,10 @@ async fn record_access(
                 .context(&caller.context),
         );
     }
-    for event in events {
-        if let Err(e) = service.identity().audit().record(event.into_map()).await {
-            tracing::error!(error = %e, "recording mailbox access failed");
-            return Err(());
-        }
+    let events = events.into_iter().map(Event::into_map).collect();
+    if let Err(e) = service.identity().audit().record_all(events).await {
+        tracing::error!(error = %e, "recording mailbox access failed");
+        return Err(());
     }
     Ok(())
 }
@@ -497,6 +508,12 @@ async fn upload(
         Ok(caller) => caller,
         Err(response) => return response,
     };
+    if record_access(&service, &caller, &Accessed::default())
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
     if account_id != caller.account.id {
         return account_mismatch();
     }
@@ -571,6 +588,12 @@ async fn download(
         Err(response) => return response,
     };
     if account_id != caller.account.id {
+        if record_access(&service, &caller, &Accessed::default())
+            .await
+            .is_err()
+        {
+            return unavailable();
+        }
         return account_mismatch();
     }
     let context = Context::new(&service, &caller.account);
@@ -580,6 +603,12 @@ async fn download(
     };
     drop(context);
     let Some((data, stored_type)) = blob else {
+        if record_access(&service, &caller, &Accessed::default())
+            .await
+            .is_err()
+        {
+            return unavailable();
+        }
         let body = json!({"type": "about:blank", "status": 404, "detail": "no such blob"});
         return json_response(StatusCode::NOT_FOUND, &body);
     };
@@ -738,6 +767,12 @@ async fn event_source(
         Ok(caller) => caller,
         Err(response) => return response,
     };
+    if record_access(&service, &caller, &Accessed::default())
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
     let types: Option<Vec<String>> = match query.types.as_deref() {
         None | Some("*") | Some("") => None,
         Some(list) => Some(list.split(',').map(str::to_owned).collect()),

@@ -706,7 +706,7 @@ impl Store {
         account_id: &str,
     ) -> Result<BTreeMap<String, MailboxCounts>, StoreError> {
         let rows = sqlx::query(
-            "SELECT mailbox_id, COUNT(*) AS total, COALESCE(SUM(unread), 0) AS unread, \
+            "SELECT mailbox_id, COUNT(*) AS total, CAST(COALESCE(SUM(unread), 0) AS BIGINT) AS unread, \
              COUNT(DISTINCT thread_id) AS threads, \
              COUNT(DISTINCT CASE WHEN unread = 1 THEN thread_id END) AS unread_threads \
              FROM email_mailboxes WHERE account_id = $1 GROUP BY mailbox_id",

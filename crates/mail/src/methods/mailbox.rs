@@ -330,6 +330,38 @@ fn validate(
     Ok(())
 }
 
+/// The creates in an order where a mailbox whose `parentId` is `#other` comes after `other`
+/// (RFC 8621 §2.5 lets a client create a tree in one call). Cycles and dangling references
+/// keep their place and fail validation.
+fn creation_order(create: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    let parent_ref = |object: &Value| {
+        object
+            .get("parentId")
+            .and_then(Value::as_str)
+            .and_then(|p| p.strip_prefix('#'))
+            .map(str::to_owned)
+    };
+    let mut pending: Vec<(&String, &Value)> = create.iter().collect();
+    let mut ordered = Vec::with_capacity(pending.len());
+    let mut placed: BTreeSet<&String> = BTreeSet::new();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|(id, object)| {
+            let ready = parent_ref(object)
+                .is_none_or(|p| !create.contains_key(&p) || placed.iter().any(|x| **x == p));
+            if ready {
+                placed.insert(id);
+                ordered.push((*id, *object));
+            }
+            !ready
+        });
+        if pending.len() == before {
+            ordered.append(&mut pending);
+        }
+    }
+    ordered
+}
+
 pub(super) async fn set(
     ctx: &mut Context<'_>,
     args: &Args,
@@ -364,7 +396,7 @@ pub(super) async fn set(
         .collect();
     let mut created = Map::new();
     let mut not_created = Map::new();
-    for (creation_id, object) in &create {
+    for (creation_id, object) in creation_order(&create) {
         let Some(object) = object.as_object() else {
             not_created.insert(
                 creation_id.clone(),

@@ -101,7 +101,7 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
         let filing = Filing {
             mailbox_ids: BTreeSet::from([mailbox.id.clone()]),
             keywords,
-            received_at: None,
+            arrival: ingest::Arrival::Sent,
         };
         let started = std::time::Instant::now();
         let mut imported = 0_usize;

@@ -1169,3 +1169,176 @@ fn two_servers_without_public_url_agree_on_the_issuer() {
          {refused:?}"
     );
 }
+
+/// `keyscope user add` gives the user a mailbox, `keyscope mail import` fills it from .eml and
+/// mbox files (mboxrd quoting undone, bad messages reported, not fatal), and a token from
+/// `keyscope token issue` without `--client` opens it over JMAP, exactly as the README's curl
+/// line does.
+#[test]
+fn mail_import_and_the_default_mail_token() {
+    for database in databases() {
+        let which = label(database.as_deref());
+        let dir = TempDir::new(which);
+        let logs = TempDir::new("logs");
+        let place = Place {
+            data_dir: dir.join("data"),
+            database_url: database,
+            master_key: None,
+        };
+        let server = Server::start(&place, "server", &[], &logs);
+        place.ok(&["tenant", "create", "contoso"]);
+        let added = place
+            .ok(&["user", "add", "--tenant", "contoso", "alice", "--json"])
+            .json();
+        assert_eq!(added["email"], "alice@contoso.keyscope.test");
+
+        let eml = dir.join("one.eml");
+        fs::write(
+            &eml,
+            "From: bob@x.example\r\nTo: alice@contoso.keyscope.test\r\nSubject: single\r\n\
+             Message-ID: <one@x>\r\n\r\nhello\r\n",
+        )
+        .unwrap();
+        let mbox = dir.join("three.mbox");
+        fs::write(
+            &mbox,
+            "From bob@x.example Mon Oct  2 10:00:00 2023\nFrom: bob@x.example\nSubject: first\n\
+             Message-ID: <m1@x>\n\nquoted line follows\n>From the archive\n\n\
+             From carol@y.example Mon Oct  2 11:00:00 2023\nFrom: carol@y.example\nSubject: second\n\
+             Message-ID: <m2@x>\nIn-Reply-To: <m1@x>\n\nreply\n\n\
+             From dave@z.example Mon Oct  2 12:00:00 2023\nFrom: dave@z.example\nSubject: third\n\
+             Message-ID: <m3@x>\n\nthird body\n",
+        )
+        .unwrap();
+        let run = place.ok(&[
+            "mail",
+            "import",
+            "--tenant",
+            "contoso",
+            "--user",
+            "alice",
+            s(&eml),
+            s(&mbox),
+            "--json",
+        ]);
+        let summary = run.json();
+        assert_eq!(summary["imported"], 4, "{run:?}");
+        assert_eq!(summary["failed"], 0);
+        // A file that is not a message is reported and makes the exit code 1, the rest lands.
+        let junk = dir.join("junk.eml");
+        fs::write(&junk, b"").unwrap();
+        let run = place.run(
+            &[
+                "mail",
+                "import",
+                "--tenant",
+                "contoso",
+                "--user",
+                "alice",
+                s(&junk),
+                s(&eml),
+            ],
+            None,
+        );
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stderr.contains("skipped: message 1"), "{run:?}");
+        place
+            .run(
+                &[
+                    "mail",
+                    "import",
+                    "--tenant",
+                    "contoso",
+                    "--user",
+                    "nobody",
+                    s(&eml),
+                ],
+                None,
+            )
+            .assert_usage_error("not found", "an unknown user");
+
+        // The token for the built-in mail client opens Alice's mailbox, and only hers.
+        let token = place
+            .ok(&["token", "issue", "--tenant", "contoso", "--user", "alice"])
+            .stdout
+            .trim()
+            .to_owned();
+        let bearer = format!("Bearer {token}");
+        let session = server.get("/.well-known/jmap", &[("Authorization", &bearer)]);
+        assert_eq!(
+            session.status,
+            200,
+            "{:?} {}",
+            session.header("www-authenticate"),
+            session.text()
+        );
+        let account = session.json()["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body = serde_json::json!({
+            "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+            "methodCalls": [
+                ["Email/query", {"accountId": account, "sort": [{"property": "receivedAt"}],
+                                 "calculateTotal": true}, "q"],
+                ["Email/get", {"accountId": account, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                               "properties": ["subject", "threadId", "bodyValues"],
+                               "fetchAllBodyValues": true}, "g"]
+            ]
+        })
+        .to_string();
+        let reply = request(
+            server.addr,
+            "POST",
+            "/jmap/api",
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let responses = reply.json()["methodResponses"].clone();
+        assert_eq!(responses[0][1]["total"], 5, "{responses}");
+        let list = responses[1][1]["list"].as_array().unwrap();
+        let first = list.iter().find(|e| e["subject"] == "first").unwrap();
+        let second = list.iter().find(|e| e["subject"] == "second").unwrap();
+        assert_eq!(
+            first["threadId"], second["threadId"],
+            "a reply joins its thread"
+        );
+        assert!(
+            first["bodyValues"]["1"]["value"]
+                .as_str()
+                .unwrap()
+                .contains("\nFrom the archive"),
+            "mboxrd quoting undone: {first}"
+        );
+        // A token for another audience (an app's own resource) does not open the mailbox.
+        let userinfo_token = place
+            .ok(&[
+                "token",
+                "issue",
+                "--tenant",
+                "contoso",
+                "--user",
+                "alice",
+                "--audience",
+                "https://api.example/",
+            ])
+            .stdout
+            .trim()
+            .to_owned();
+        let refused = server.get(
+            "/.well-known/jmap",
+            &[("Authorization", &format!("Bearer {userinfo_token}"))],
+        );
+        assert_eq!(refused.status, 401);
+        assert!(
+            refused
+                .header("www-authenticate")
+                .unwrap()
+                .contains("audience_mismatch")
+        );
+    }
+}

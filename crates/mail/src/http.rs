@@ -145,7 +145,16 @@ async fn authenticate(
         }
     };
     let identity = service.identity();
-    let outcome = identity.check_access_token(token, None).await;
+    let mut outcome = identity.check_access_token(token, None).await;
+    // A tenant or key made a moment ago by an admin command may not be in this node's
+    // snapshot yet (nodes poll every 250 ms): one revision check, and a retry only if the
+    // store changed, so forged tokens cost one small query.
+    if let Err(rejection) = &outcome
+        && matches!(rejection.reason.as_str(), "unknown_key" | "issuer_mismatch")
+        && identity.refresh().await.unwrap_or(false)
+    {
+        outcome = identity.check_access_token(token, None).await;
+    }
     let accepted = match outcome {
         Ok(accepted) => accepted,
         Err(rejection) => {
@@ -183,12 +192,11 @@ async fn authenticate(
     }
     // The account is the token's own user in the token's own (verified) realm: nothing the
     // client sends can point it elsewhere.
-    let user = match service
-        .store()
-        .user(&accepted.realm, &accepted.ledger.subject)
+    let account = match service
+        .account_for_subject(&accepted.realm, &accepted.ledger.subject)
         .await
     {
-        Ok(Some(user)) => user,
+        Ok(Some(account)) => account,
         Ok(None) => {
             record_refusal(service, &context, resource, &facts, "unknown_user", "").await;
             return Err(challenge(
@@ -196,13 +204,6 @@ async fn authenticate(
                 Some((ErrorCode::InvalidToken, "unknown_user")),
             ));
         }
-        Err(e) => {
-            tracing::error!(error = %e, "user lookup failed");
-            return Err(unavailable());
-        }
-    };
-    let account = match service.ensure_account(&user).await {
-        Ok(account) => account,
         Err(e) => {
             tracing::error!(error = %e, "mail account lookup failed");
             return Err(unavailable());
@@ -491,10 +492,20 @@ async fn record_access(
     Ok(())
 }
 
+/// A 404 as RFC 7807 problem JSON.
+fn not_found(detail: &str) -> Response {
+    let body = json!({"type": "about:blank", "status": 404, "detail": detail});
+    let mut response = (StatusCode::NOT_FOUND, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
 fn account_mismatch() -> Response {
     // The same answer whether the account exists elsewhere or not at all.
-    let body = json!({"type": "about:blank", "status": 404, "detail": "no such account"});
-    json_response(StatusCode::NOT_FOUND, &body)
+    not_found("no such account")
 }
 
 async fn upload(
@@ -609,8 +620,7 @@ async fn download(
         {
             return unavailable();
         }
-        let body = json!({"type": "about:blank", "status": 404, "detail": "no such blob"});
-        return json_response(StatusCode::NOT_FOUND, &body);
+        return not_found("no such blob");
     };
     // The message(s) behind the blob, for the Bind record.
     let message_blob =

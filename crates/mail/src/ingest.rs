@@ -132,6 +132,30 @@ fn search_keys(parsed: &ParsedMessage) -> SearchKeys {
     }
 }
 
+/// How a message's `receivedAt` is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// This time (Unix seconds).
+    At(i64),
+    /// The date of the most recent (topmost) `Received` header, else now: `Email/import`'s
+    /// default (RFC 8621 §4.8).
+    LastReceived,
+    /// The `Date` header, else now: archives imported by an operator keep their order.
+    Sent,
+}
+
+/// The date of the topmost `Received` header (after its last `;`).
+fn last_received(parsed: &ParsedMessage) -> Option<i64> {
+    let header = parsed
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("received"))?;
+    let (_, date) = header.value.rsplit_once(';')?;
+    keyscope_mime::as_date(date.trim())
+        .as_deref()
+        .and_then(crate::time::parse_rfc3339)
+}
+
 /// What filing a message needs besides its octets.
 #[derive(Debug, Clone)]
 pub struct Filing {
@@ -139,9 +163,8 @@ pub struct Filing {
     pub mailbox_ids: BTreeSet<String>,
     /// Keywords (normalised).
     pub keywords: BTreeSet<String>,
-    /// Arrival time (Unix seconds); `None`: the message's `Date`, else now (for imports of
-    /// old mail, whose order should follow when it was sent).
-    pub received_at: Option<i64>,
+    /// When it arrived.
+    pub arrival: Arrival,
 }
 
 /// Parses `raw` and files it in the transaction's account: blob, email row, thread, change
@@ -168,7 +191,11 @@ pub async fn file_message(
         blob_id: blob,
         thread_id: String::new(),
         message_id: own.first().cloned(),
-        received_at: filing.received_at.or(sent_at).unwrap_or(now),
+        received_at: match filing.arrival {
+            Arrival::At(at) => at,
+            Arrival::LastReceived => last_received(&parsed).unwrap_or(now),
+            Arrival::Sent => sent_at.unwrap_or(now),
+        },
         sent_at,
         size: i64::try_from(raw.len()).unwrap_or(i64::MAX),
         keywords: filing.keywords.clone(),

@@ -98,7 +98,14 @@ pub struct MailService {
     identity: Arc<Identity>,
     config: MailConfig,
     changes: tokio::sync::broadcast::Sender<String>,
+    /// Accounts by (realm, user id): an account never moves, so a verified token's account is
+    /// looked up once. Bounded: cleared when full.
+    accounts:
+        std::sync::Mutex<std::collections::HashMap<(String, String), keyscope_store::MailAccount>>,
 }
+
+/// Most accounts kept in the lookup cache.
+const ACCOUNT_CACHE_SIZE: usize = 100_000;
 
 impl std::fmt::Debug for MailService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +123,7 @@ impl MailService {
             identity,
             config,
             changes,
+            accounts: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -132,6 +140,30 @@ impl MailService {
     /// The settings.
     pub fn config(&self) -> &MailConfig {
         &self.config
+    }
+
+    /// The account of a verified token's user (`realm`, `sub`), created on first use; `None`
+    /// when the user does not exist.
+    pub async fn account_for_subject(
+        &self,
+        realm: &str,
+        subject: &str,
+    ) -> Result<Option<keyscope_store::MailAccount>, MailError> {
+        let key = (realm.to_owned(), subject.to_owned());
+        if let Some(account) = self.accounts.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(Some(account));
+        }
+        let Some(user) = self.store().user(realm, subject).await? else {
+            return Ok(None);
+        };
+        let account = self.ensure_account(&user).await?;
+        if let Ok(mut cache) = self.accounts.lock() {
+            if cache.len() >= ACCOUNT_CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(key, account.clone());
+        }
+        Ok(Some(account))
     }
 
     /// Tells push listeners that an account changed.

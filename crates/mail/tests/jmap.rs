@@ -1071,6 +1071,38 @@ async fn blobs_upload_download_and_bind_audit() {
         )
         .await;
     let blob = created["blobId"].as_str().unwrap().to_owned();
+
+    // Email/import without receivedAt takes the newest Received header's date (RFC 8621 §4.8).
+    let relayed = message(
+        "x@y",
+        &alice.email,
+        "Relayed",
+        "relayed@x",
+        "Received: from mx.example by mail.example; Wed, 1 May 2024 08:00:00 +0000\r\n\
+         Received: from a.example by mx.example; Wed, 1 May 2024 07:59:00 +0000\r\n",
+    );
+    let uploaded = svc
+        .upload(&alice, relayed.as_bytes(), "message/rfc822")
+        .await;
+    let inbox = svc.mailbox(&alice, "inbox").await;
+    let mut boxes = Map::new();
+    boxes.insert(inbox, json!(true));
+    let imported = svc
+        .call(
+            &alice,
+            "Email/import",
+            json!({"emails": {"r": {"blobId": uploaded["blobId"], "mailboxIds": boxes}}}),
+        )
+        .await;
+    let got = svc
+        .call(
+            &alice,
+            "Email/get",
+            json!({"ids": [imported["created"]["r"]["id"]], "properties": ["receivedAt"]}),
+        )
+        .await;
+    assert_eq!(got["list"][0]["receivedAt"], "2024-05-01T08:00:00Z");
+
     let path = format!(
         "/jmap/download/{}/{blob}/m.eml?accept=message/rfc822",
         alice.account
@@ -1083,6 +1115,10 @@ async fn blobs_upload_download_and_bind_audit() {
     // Bob: neither Alice's account in the path nor her blob id in his own account.
     let as_bob = svc.get(&path, Some(&bob.token)).await;
     assert_eq!(as_bob.status, 404);
+    assert_eq!(
+        as_bob.header("content-type"),
+        Some("application/problem+json")
+    );
     let own_path = format!("/jmap/download/{}/{blob}/m.eml", bob.account);
     let as_bob = svc.get(&own_path, Some(&bob.token)).await;
     assert_eq!(as_bob.status, 404);
@@ -1125,6 +1161,7 @@ async fn blobs_upload_download_and_bind_audit() {
             r["Operation"] == "MailItemsAccessed"
                 && r["MailAccessType"] == "Bind"
                 && r["MailboxOwnerUPN"] == alice.email
+                && r["Folders"][0]["FolderItems"][0]["InternetMessageId"] != "<relayed@x>"
         })
         .collect();
     assert!(binds.len() >= 2, "{binds:?}");
@@ -1417,7 +1454,7 @@ async fn event_source_announces_state_changes() {
     let carol = svc.user(None, "carol").await;
     let mut stream = tokio::net::TcpStream::connect(svc.addr).await.unwrap();
     let head = format!(
-        "GET /jmap/eventsource?types=*&closeafter=state&ping=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\n\r\n",
+        "GET /jmap/eventsource?types=*&closeafter=state&ping=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\n\r\n",
         carol.token
     );
     stream.write_all(head.as_bytes()).await.unwrap();

@@ -29,6 +29,9 @@ CREATE TABLE mailboxes (
     role TEXT,
     sort_order BIGINT NOT NULL,
     is_subscribed BIGINT NOT NULL,
+    -- Maintained with every membership change, so counts and Inbox totals cost one row.
+    total_emails BIGINT NOT NULL DEFAULT 0,
+    unread_emails BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, id)
 );
 

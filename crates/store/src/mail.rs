@@ -498,6 +498,27 @@ fn driving_mailbox(filter: Option<&EmailFilter>) -> Option<&str> {
     }
 }
 
+/// The filter without the driving mailbox's condition (`None` when nothing is left).
+fn residual_filter(filter: &EmailFilter, driver: Option<&str>) -> Option<EmailFilter> {
+    let Some(driver) = driver else {
+        return Some(filter.clone());
+    };
+    match filter {
+        EmailFilter::InMailbox(id) if id == driver => None,
+        EmailFilter::And(parts) => {
+            let mut rest = parts.clone();
+            if let Some(i) = rest
+                .iter()
+                .position(|p| matches!(p, EmailFilter::InMailbox(id) if id == driver))
+            {
+                rest.remove(i);
+            }
+            (!rest.is_empty()).then_some(EmailFilter::And(rest))
+        }
+        other => Some(other.clone()),
+    }
+}
+
 fn compile_query(account_id: &str, filter: Option<&EmailFilter>, sort: &[EmailSort]) -> QuerySql {
     let mut sql = QuerySql {
         from_where: String::new(),
@@ -516,7 +537,10 @@ fn compile_query(account_id: &str, filter: Option<&EmailFilter>, sort: &[EmailSo
         }
         None => format!("FROM emails e WHERE e.account_id = {account}"),
     };
-    if let Some(filter) = filter {
+    // The driving mailbox is already the join condition; the rest of the filter is checked
+    // per row.
+    let residual = filter.and_then(|f| residual_filter(f, driver));
+    if let Some(filter) = residual.as_ref() {
         let condition = compile_filter(filter, &mut sql);
         from_where.push_str(" AND ");
         from_where.push_str(&condition);
@@ -700,31 +724,47 @@ impl Store {
         rows.iter().map(MailboxRecord::from_row).collect()
     }
 
-    /// Message and thread counts of every non-empty mailbox of the account.
+    /// Message counts of every mailbox of the account, and thread counts too when
+    /// `with_threads` (those take a pass over the account's memberships).
     pub async fn mailbox_counts(
         &self,
         account_id: &str,
+        with_threads: bool,
     ) -> Result<BTreeMap<String, MailboxCounts>, StoreError> {
+        let mut counts = BTreeMap::new();
         let rows = sqlx::query(
-            "SELECT mailbox_id, COUNT(*) AS total, CAST(COALESCE(SUM(unread), 0) AS BIGINT) AS unread, \
-             COUNT(DISTINCT thread_id) AS threads, \
+            "SELECT id, total_emails, unread_emails FROM mailboxes WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            counts.insert(
+                row.try_get::<String, _>("id")?,
+                MailboxCounts {
+                    total_emails: row.try_get("total_emails")?,
+                    unread_emails: row.try_get("unread_emails")?,
+                    total_threads: 0,
+                    unread_threads: 0,
+                },
+            );
+        }
+        if !with_threads {
+            return Ok(counts);
+        }
+        let rows = sqlx::query(
+            "SELECT mailbox_id, COUNT(DISTINCT thread_id) AS threads, \
              COUNT(DISTINCT CASE WHEN unread = 1 THEN thread_id END) AS unread_threads \
              FROM email_mailboxes WHERE account_id = $1 GROUP BY mailbox_id",
         )
         .bind(account_id)
         .fetch_all(&self.pool)
         .await?;
-        let mut counts = BTreeMap::new();
         for row in rows {
-            counts.insert(
-                row.try_get::<String, _>("mailbox_id")?,
-                MailboxCounts {
-                    total_emails: row.try_get("total")?,
-                    unread_emails: row.try_get("unread")?,
-                    total_threads: row.try_get("threads")?,
-                    unread_threads: row.try_get("unread_threads")?,
-                },
-            );
+            if let Some(entry) = counts.get_mut(&row.try_get::<String, _>("mailbox_id")?) {
+                entry.total_threads = row.try_get("threads")?;
+                entry.unread_threads = row.try_get("unread_threads")?;
+            }
         }
         Ok(counts)
     }
@@ -846,12 +886,25 @@ impl Store {
             .collect()
     }
 
-    /// How many emails match `filter`.
+    /// How many emails match `filter`. A filter that is just one mailbox is answered from
+    /// the mailbox's counter.
     pub async fn count_emails(
         &self,
         account_id: &str,
         filter: Option<&EmailFilter>,
     ) -> Result<i64, StoreError> {
+        if let Some(EmailFilter::InMailbox(mailbox)) = filter {
+            let row =
+                sqlx::query("SELECT total_emails FROM mailboxes WHERE account_id = $1 AND id = $2")
+                    .bind(account_id)
+                    .bind(mailbox)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            return Ok(match row {
+                Some(row) => row.try_get(0)?,
+                None => 0,
+            });
+        }
         let compiled = compile_query(account_id, filter, &[]);
         let sql = format!("SELECT COUNT(*) {}", compiled.from_where);
         let row = bind_all(sqlx::query(&sql), &compiled.binds)
@@ -1198,12 +1251,45 @@ impl MailTx {
         Ok(thread_id)
     }
 
+    /// Moves the mailbox counters by one email (`sign` +1 or -1).
+    async fn count(
+        &mut self,
+        email: &EmailRecord,
+        mailbox: &str,
+        sign: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mailboxes SET total_emails = total_emails + $3, \
+             unread_emails = unread_emails + $4 WHERE account_id = $1 AND id = $2",
+        )
+        .bind(&self.account_id)
+        .bind(mailbox)
+        .bind(sign)
+        .bind(sign * i64::from(email.is_unread()))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_memberships(&mut self, email: &EmailRecord) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM email_mailboxes WHERE account_id = $1 AND email_id = $2")
+            .bind(&self.account_id)
+            .bind(&email.id)
+            .execute(&mut *self.tx)
+            .await?;
+        for mailbox in &email.mailbox_ids {
+            self.count(email, mailbox, -1).await?;
+        }
+        Ok(())
+    }
+
     async fn add_memberships(
         &mut self,
         email: &EmailRecord,
         mailboxes: &BTreeSet<String>,
     ) -> Result<(), StoreError> {
         for mailbox in mailboxes {
+            self.count(email, mailbox, 1).await?;
             sqlx::query(
                 "INSERT INTO email_mailboxes (account_id, mailbox_id, email_id, received_at, \
                  thread_id, unread) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -1243,11 +1329,7 @@ impl MailTx {
             ..current.clone()
         };
         let unread_changed = updated.is_unread() != current.is_unread();
-        sqlx::query("DELETE FROM email_mailboxes WHERE account_id = $1 AND email_id = $2")
-            .bind(&self.account_id)
-            .bind(&current.id)
-            .execute(&mut *self.tx)
-            .await?;
+        self.remove_memberships(current).await?;
         self.add_memberships(&updated, mailbox_ids).await?;
         self.log(ChangeKind::Email, &current.id, ChangeOp::Updated)
             .await?;
@@ -1268,16 +1350,12 @@ impl MailTx {
 
     /// Destroys an email and logs the email, its thread and its mailboxes.
     pub async fn destroy_email(&mut self, current: &EmailRecord) -> Result<(), StoreError> {
-        for table in ["email_mailboxes", "emails"] {
-            let column = if table == "emails" { "id" } else { "email_id" };
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE account_id = $1 AND {column} = $2"
-            ))
+        self.remove_memberships(current).await?;
+        sqlx::query("DELETE FROM emails WHERE account_id = $1 AND id = $2")
             .bind(&self.account_id)
             .bind(&current.id)
             .execute(&mut *self.tx)
             .await?;
-        }
         let remaining =
             sqlx::query("SELECT COUNT(*) FROM emails WHERE account_id = $1 AND thread_id = $2")
                 .bind(&self.account_id)

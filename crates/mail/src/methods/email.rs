@@ -13,7 +13,7 @@ use super::{
     Args, Context, MethodResult, Outcome, collect_changes, get_response, invalid, max_get, max_set,
     parse_state, state_of, store_error,
 };
-use crate::ingest::{self, Filing};
+use crate::ingest::{self, Arrival, Filing};
 
 /// The properties `Email/get` returns when `properties` is null (RFC 8621 §4.2).
 const DEFAULT_PROPERTIES: [&str; 24] = [
@@ -815,10 +815,12 @@ async fn mailbox_ids_in(tx: &mut MailTx) -> Result<BTreeSet<String>, Outcome> {
         .collect())
 }
 
-fn received_at(value: Option<&Value>) -> Result<i64, SetError> {
+/// `receivedAt` of a create or import: as given, else `default`.
+fn received_at(value: Option<&Value>, default: Arrival) -> Result<Arrival, SetError> {
     match value {
-        None | Some(Value::Null) => Ok(crate::unix_now()),
+        None | Some(Value::Null) => Ok(default),
         Some(Value::String(text)) => crate::time::parse_utc_date(text)
+            .map(Arrival::At)
             .ok_or_else(|| SetError::invalid_properties(["receivedAt"])),
         Some(_) => Err(SetError::invalid_properties(["receivedAt"])),
     }
@@ -950,7 +952,7 @@ pub(super) async fn set(
                 &mailboxes,
             )?;
             let keywords = resolve_keywords(true_map(object.get("keywords"), "keywords")?)?;
-            let when = received_at(object.get("receivedAt"))?;
+            let when = received_at(object.get("receivedAt"), Arrival::At(crate::unix_now()))?;
             let lookup = |id: &str| blobs.get(id).cloned();
             let raw = keyscope_mime::build_message(
                 object,
@@ -964,7 +966,7 @@ pub(super) async fn set(
                 Filing {
                     mailbox_ids,
                     keywords,
-                    received_at: Some(when),
+                    arrival: when,
                 },
             ))
         })();
@@ -1127,13 +1129,13 @@ pub(super) async fn import(
                 &mailboxes,
             )?;
             let keywords = resolve_keywords(true_map(object.get("keywords"), "keywords")?)?;
-            let when = received_at(object.get("receivedAt"))?;
+            let when = received_at(object.get("receivedAt"), Arrival::LastReceived)?;
             Ok::<_, SetError>((
                 raw,
                 Filing {
                     mailbox_ids,
                     keywords,
-                    received_at: Some(when),
+                    arrival: when,
                 },
             ))
         })();

@@ -76,12 +76,21 @@ pub(super) async fn get(ctx: &mut Context<'_>, args: &Args) -> MethodResult {
     let store = ctx.service().store();
     let account = &ctx.account().id;
     let mailboxes = store.mailboxes(account).await.map_err(store_error)?;
-    let wants_counts = properties.as_ref().is_none_or(|p| {
-        p.iter()
-            .any(|p| p.starts_with("total") || p.starts_with("unread"))
-    });
-    let counts = if wants_counts {
-        store.mailbox_counts(account).await.map_err(store_error)?
+    let wants = |names: &[&str]| {
+        properties
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|p| names.contains(&p.as_str())))
+    };
+    let counts = if wants(&[
+        "totalEmails",
+        "unreadEmails",
+        "totalThreads",
+        "unreadThreads",
+    ]) {
+        store
+            .mailbox_counts(account, wants(&["totalThreads", "unreadThreads"]))
+            .await
+            .map_err(store_error)?
     } else {
         BTreeMap::new()
     };

@@ -77,6 +77,11 @@ pub struct Context<'a> {
     folders: Option<BTreeMap<String, String>>,
     /// Responses of implicit calls (`Email/set` after `EmailSubmission/set`).
     implicit: MethodResponses,
+    /// States read so far, reused while the request only reads (a query and the get that
+    /// follows it report the same state, and cost one lookup).
+    states: std::sync::Mutex<BTreeMap<ChangeKind, i64>>,
+    /// Whether the running method only reads.
+    read_only: bool,
 }
 
 impl<'a> Context<'a> {
@@ -89,6 +94,8 @@ impl<'a> Context<'a> {
             changed: BTreeSet::new(),
             folders: None,
             implicit: Vec::new(),
+            states: std::sync::Mutex::new(BTreeMap::new()),
+            read_only: true,
         }
     }
 
@@ -106,6 +113,13 @@ impl<'a> Context<'a> {
     ) -> Result<MethodResponses, MethodError> {
         let args = Args(arguments);
         args.check_account(self.account)?;
+        self.read_only = !(name.ends_with("/set") || name.ends_with("/import"));
+        if !self.read_only
+            && let Ok(mut states) = self.states.lock()
+        {
+            // Whatever this call changes, later calls must see.
+            states.clear();
+        }
         let result = match name {
             "Mailbox/get" => mailbox::get(self, &args).await,
             "Mailbox/changes" => changes(self, &args, ChangeKind::Mailbox).await,
@@ -396,11 +410,23 @@ pub(crate) fn parse_state(state: &str) -> Option<i64> {
 }
 
 pub(crate) async fn state_of(ctx: &Context<'_>, kind: ChangeKind) -> Result<i64, Outcome> {
-    ctx.service()
+    if ctx.read_only
+        && let Some(state) = ctx.states.lock().ok().and_then(|s| s.get(&kind).copied())
+    {
+        return Ok(state);
+    }
+    let state = ctx
+        .service()
         .store()
         .mail_state(&ctx.account().id, kind)
         .await
-        .map_err(store_error)
+        .map_err(store_error)?;
+    if ctx.read_only
+        && let Ok(mut states) = ctx.states.lock()
+    {
+        states.insert(kind, state);
+    }
+    Ok(state)
 }
 
 /// The most objects one /changes response lists when the client sets no `maxChanges`.

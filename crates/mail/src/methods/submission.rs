@@ -321,7 +321,7 @@ async fn deliver(
     let filing = Filing {
         mailbox_ids: BTreeSet::from([inbox.id]),
         keywords: BTreeSet::new(),
-        received_at: Some(crate::unix_now()),
+        arrival: crate::ingest::Arrival::At(crate::unix_now()),
     };
     ingest::file_message(&mut tx, raw, &filing)
         .await

@@ -225,6 +225,26 @@ async fn authenticate(
     })
 }
 
+/// Authenticates and records the decision at once, for routes whose only record is that
+/// decision (session, upload, push).
+async fn admit(
+    service: &MailService,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    resource: &str,
+) -> Result<Caller, Response> {
+    let caller = authenticate(service, headers, Some(peer), resource).await?;
+    record_decision(service, &caller).await?;
+    Ok(caller)
+}
+
+/// Records an accepted request that read nothing (or was refused after authentication).
+async fn record_decision(service: &MailService, caller: &Caller) -> Result<(), Response> {
+    record_access(service, caller, &Accessed::default())
+        .await
+        .map_err(|()| unavailable())
+}
+
 fn validated_event(
     realm: &str,
     resource: &str,
@@ -342,16 +362,10 @@ async fn session(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&service, &headers, Some(peer), "jmap-session").await {
+    let caller = match admit(&service, &headers, peer, "jmap-session").await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    if record_access(&service, &caller, &Accessed::default())
-        .await
-        .is_err()
-    {
-        return unavailable();
-    }
     json_response(
         StatusCode::OK,
         &session_object(&service, &caller.account).to_json(),
@@ -381,11 +395,8 @@ async fn api(
     let core = &service.config().core;
     let refused = async |p: ProblemDetails| {
         // The token decision is on record even when the body is refused.
-        if record_access(&service, &caller, &Accessed::default())
-            .await
-            .is_err()
-        {
-            return unavailable();
+        if let Err(response) = record_decision(&service, &caller).await {
+            return response;
         }
         problem(&p)
     };
@@ -515,16 +526,10 @@ async fn upload(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let caller = match authenticate(&service, &parts.headers, Some(peer), "jmap-upload").await {
+    let caller = match admit(&service, &parts.headers, peer, "jmap-upload").await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    if record_access(&service, &caller, &Accessed::default())
-        .await
-        .is_err()
-    {
-        return unavailable();
-    }
     if account_id != caller.account.id {
         return account_mismatch();
     }
@@ -599,11 +604,8 @@ async fn download(
         Err(response) => return response,
     };
     if account_id != caller.account.id {
-        if record_access(&service, &caller, &Accessed::default())
-            .await
-            .is_err()
-        {
-            return unavailable();
+        if let Err(response) = record_decision(&service, &caller).await {
+            return response;
         }
         return account_mismatch();
     }
@@ -614,11 +616,8 @@ async fn download(
     };
     drop(context);
     let Some((data, stored_type)) = blob else {
-        if record_access(&service, &caller, &Accessed::default())
-            .await
-            .is_err()
-        {
-            return unavailable();
+        if let Err(response) = record_decision(&service, &caller).await {
+            return response;
         }
         return not_found("no such blob");
     };
@@ -773,16 +772,10 @@ async fn event_source(
     Query(query): Query<EventSourceQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&service, &headers, Some(peer), "jmap-eventsource").await {
+    let caller = match admit(&service, &headers, peer, "jmap-eventsource").await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    if record_access(&service, &caller, &Accessed::default())
-        .await
-        .is_err()
-    {
-        return unavailable();
-    }
     let types: Option<Vec<String>> = match query.types.as_deref() {
         None | Some("*") | Some("") => None,
         Some(list) => Some(list.split(',').map(str::to_owned).collect()),

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod methods;
 pub mod time;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use keyscope_identity::Identity;
@@ -100,9 +101,16 @@ pub struct MailService {
     changes: tokio::sync::broadcast::Sender<String>,
     /// Accounts by (realm, user id): an account never moves, so a verified token's account is
     /// looked up once. Bounded: cleared when full.
-    accounts:
-        std::sync::Mutex<std::collections::HashMap<(String, String), keyscope_store::MailAccount>>,
+    accounts: std::sync::Mutex<HashMap<(String, String), keyscope_store::MailAccount>>,
+    /// Folder paths by account, for audit records: forgotten when this process changes the
+    /// account's mailboxes, and after [`FOLDER_CACHE_SECONDS`] (another node may rename one).
+    folders: std::sync::Mutex<HashMap<String, (std::time::Instant, Folders)>>,
 }
+
+type Folders = std::collections::BTreeMap<String, String>;
+
+/// How long cached folder paths are trusted.
+pub const FOLDER_CACHE_SECONDS: u64 = 5;
 
 /// Most accounts kept in the lookup cache.
 const ACCOUNT_CACHE_SIZE: usize = 100_000;
@@ -123,7 +131,8 @@ impl MailService {
             identity,
             config,
             changes,
-            accounts: std::sync::Mutex::new(std::collections::HashMap::new()),
+            accounts: std::sync::Mutex::new(HashMap::new()),
+            folders: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -164,6 +173,30 @@ impl MailService {
             cache.insert(key, account.clone());
         }
         Ok(Some(account))
+    }
+
+    pub(crate) fn cached_folders(&self, account_id: &str) -> Option<Folders> {
+        let cache = self.folders.lock().ok()?;
+        let (at, paths) = cache.get(account_id)?;
+        (at.elapsed().as_secs() < FOLDER_CACHE_SECONDS).then(|| paths.clone())
+    }
+
+    pub(crate) fn cache_folders(&self, account_id: &str, paths: &Folders) {
+        if let Ok(mut cache) = self.folders.lock() {
+            if cache.len() >= ACCOUNT_CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(
+                account_id.to_owned(),
+                (std::time::Instant::now(), paths.clone()),
+            );
+        }
+    }
+
+    pub(crate) fn forget_folders(&self, account_id: &str) {
+        if let Ok(mut cache) = self.folders.lock() {
+            cache.remove(account_id);
+        }
     }
 
     /// Tells push listeners that an account changed.

@@ -1,112 +1,50 @@
 //! RFC 3339 dates as JMAP uses them: `UTCDate` (`2024-05-01T09:30:00Z`) out, and `Date` /
-//! `UTCDate` in (with a numeric offset or `Z`, optional fraction).
+//! `UTCDate` in (with a numeric offset or `Z`, optional fraction), on top of the audit log's
+//! calendar code.
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+use keyscope_audit::event::{format_time, parse_time};
 
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Formats Unix seconds as a JMAP `UTCDate`.
+/// Formats Unix seconds as a JMAP `UTCDate` (no fraction: RFC 8620 §1.4 omits a zero one).
 pub fn utc_date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-fn number(text: &str, range: std::ops::Range<usize>) -> Option<i64> {
-    let digits = text.get(range)?;
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let text = format_time(unix.saturating_mul(1_000_000));
+    match text.split_once('.') {
+        Some((whole, _)) => format!("{whole}Z"),
+        None => text,
     }
-    digits.parse().ok()
 }
 
 /// Parses an RFC 3339 date-time (`Z` or `±hh:mm`, optional fraction, which is dropped) into
 /// Unix seconds. `T` and `Z` must be upper-case, as RFC 8620 §1.4 requires.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let bytes = text.as_bytes();
-    if bytes.len() < 20
-        || bytes.get(4) != Some(&b'-')
-        || bytes.get(7) != Some(&b'-')
-        || bytes.get(10) != Some(&b'T')
-        || bytes.get(13) != Some(&b':')
-        || bytes.get(16) != Some(&b':')
-    {
-        return None;
-    }
-    let (year, month, day) = (
-        number(text, 0..4)?,
-        number(text, 5..7)?,
-        number(text, 8..10)?,
-    );
-    let (hour, minute, second) = (
-        number(text, 11..13)?,
-        number(text, 14..16)?,
-        number(text, 17..19)?,
-    );
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut rest = text.get(19..)?;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        rest = fraction.get(digits..)?;
-    }
-    let offset = match rest {
-        "Z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first() {
+    // The calendar and clock checks are the audit log's; an offset is taken off first.
+    let (local, offset) = match text.strip_suffix('Z') {
+        Some(local) => (local, 0),
+        None => {
+            let split = text.len().checked_sub(6)?;
+            let (local, zone) = (text.get(..split)?, text.get(split..)?);
+            let sign = match zone.as_bytes().first() {
                 Some(b'+') => 1,
                 Some(b'-') => -1,
                 _ => return None,
             };
-            if rest.len() != 6 || rest.as_bytes().get(3) != Some(&b':') {
+            let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+                let part = zone.get(range)?;
+                part.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| part.parse().ok())?
+            };
+            if zone.as_bytes().get(3) != Some(&b':') {
                 return None;
             }
-            let (h, m) = (number(rest, 1..3)?, number(rest, 4..6)?);
-            if h > 23 || m > 59 {
+            let (hours, minutes) = (digits(1..3)?, digits(4..6)?);
+            if hours > 23 || minutes > 59 {
                 return None;
             }
-            sign * (h * 3600 + m * 60)
+            (local, sign * (hours * 3600 + minutes * 60))
         }
     };
-    let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(local - offset)
+    let micros = parse_time(&format!("{local}Z"))?;
+    Some(micros.div_euclid(1_000_000) - offset)
 }
 
 /// Parses a JMAP `UTCDate`: RFC 3339 with `Z` only.

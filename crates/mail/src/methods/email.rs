@@ -905,22 +905,12 @@ pub(super) async fn set(
 ) -> MethodResult {
     let store = ctx.service().store().clone();
     let account = ctx.account().id.clone();
-    let old_state = state_of(ctx, ChangeKind::Email).await?;
-    if let Some(expected) = args.string("ifInState")?
-        && expected != old_state.to_string()
-    {
-        return Err(Outcome::Error(MethodError::new(
-            MethodErrorType::StateMismatch,
-        )));
-    }
-    let create = args.object("create")?.cloned().unwrap_or_default();
-    let update = args.object("update")?.cloned().unwrap_or_default();
-    let destroy = args.strings("destroy", max_set(ctx))?.unwrap_or_default();
-    if create.len() + update.len() + destroy.len() > max_set(ctx) {
-        return Err(Outcome::Error(MethodError::request_too_large(
-            "too many objects in one Email/set",
-        )));
-    }
+    let super::SetRequest {
+        old_state,
+        create,
+        update,
+        destroy,
+    } = super::set_request(ctx, args, ChangeKind::Email).await?;
     // Blobs the creates reference are fetched before the transaction.
     let mut wanted = BTreeSet::new();
     for object in create.values() {
@@ -1080,14 +1070,7 @@ pub(super) async fn import(
 ) -> MethodResult {
     let store = ctx.service().store().clone();
     let account = ctx.account().id.clone();
-    let old_state = state_of(ctx, ChangeKind::Email).await?;
-    if let Some(expected) = args.string("ifInState")?
-        && expected != old_state.to_string()
-    {
-        return Err(Outcome::Error(MethodError::new(
-            MethodErrorType::StateMismatch,
-        )));
-    }
+    let old_state = super::check_if_in_state(ctx, args, ChangeKind::Email).await?;
     let emails = args
         .object("emails")?
         .cloned()

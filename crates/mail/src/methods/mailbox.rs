@@ -7,8 +7,8 @@ use keyscope_store::{ChangeKind, MailboxCounts, MailboxRecord};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Args, Context, MethodResult, Outcome, get_response, invalid, max_get, max_set, select,
-    state_of, store_error,
+    Args, Context, MethodResult, Outcome, get_response, invalid, max_get, select, state_of,
+    store_error,
 };
 
 const PROPERTIES: [&str; 11] = [
@@ -378,22 +378,12 @@ pub(super) async fn set(
 ) -> MethodResult {
     let store = ctx.service().store().clone();
     let account_id = ctx.account().id.clone();
-    let old_state = state_of(ctx, ChangeKind::Mailbox).await?;
-    if let Some(expected) = args.string("ifInState")?
-        && expected != old_state.to_string()
-    {
-        return Err(Outcome::Error(MethodError::new(
-            MethodErrorType::StateMismatch,
-        )));
-    }
-    let create = args.object("create")?.cloned().unwrap_or_default();
-    let update = args.object("update")?.cloned().unwrap_or_default();
-    let destroy = args.strings("destroy", max_set(ctx))?.unwrap_or_default();
-    if create.len() + update.len() + destroy.len() > max_set(ctx) {
-        return Err(Outcome::Error(MethodError::request_too_large(
-            "too many objects in one Mailbox/set",
-        )));
-    }
+    let super::SetRequest {
+        old_state,
+        create,
+        update,
+        destroy,
+    } = super::set_request(ctx, args, ChangeKind::Mailbox).await?;
     let remove_emails = args.bool("onDestroyRemoveEmails", false)?;
     let mut tx = store.begin_mail(&account_id).await.map_err(store_error)?;
     let mut all: BTreeMap<String, MailboxRecord> = tx

@@ -158,13 +158,21 @@ impl<'a> Context<'a> {
     /// Folder paths (`\Inbox`, `\Parent\Child`) of the account's mailboxes, by id.
     async fn folders(&mut self) -> Result<&BTreeMap<String, String>, Outcome> {
         if self.folders.is_none() {
-            let mailboxes = self
-                .service
-                .store()
-                .mailboxes(&self.account.id)
-                .await
-                .map_err(store_error)?;
-            self.folders = Some(folder_paths(&mailboxes));
+            let paths = match self.service.cached_folders(&self.account.id) {
+                Some(paths) => paths,
+                None => {
+                    let mailboxes = self
+                        .service
+                        .store()
+                        .mailboxes(&self.account.id)
+                        .await
+                        .map_err(store_error)?;
+                    let paths = folder_paths(&mailboxes);
+                    self.service.cache_folders(&self.account.id, &paths);
+                    paths
+                }
+            };
+            self.folders = Some(paths);
         }
         Ok(self.folders.get_or_insert_with(BTreeMap::new))
     }
@@ -172,6 +180,7 @@ impl<'a> Context<'a> {
     /// Forgets cached folder paths (after Mailbox/set).
     fn mailboxes_changed(&mut self) {
         self.folders = None;
+        self.service.forget_folders(&self.account.id);
         self.changed.insert(self.account.id.clone());
     }
 
@@ -427,6 +436,54 @@ pub(crate) async fn state_of(ctx: &Context<'_>, kind: ChangeKind) -> Result<i64,
         states.insert(kind, state);
     }
     Ok(state)
+}
+
+/// The common arguments of a `/set` (RFC 8620 §5.3), checked: `ifInState` against the
+/// current state, and the number of objects against `maxObjectsInSet`.
+pub(crate) struct SetRequest {
+    pub old_state: i64,
+    pub create: Map<String, Value>,
+    pub update: Map<String, Value>,
+    pub destroy: Vec<String>,
+}
+
+pub(crate) async fn set_request(
+    ctx: &Context<'_>,
+    args: &Args,
+    kind: ChangeKind,
+) -> Result<SetRequest, Outcome> {
+    let old_state = check_if_in_state(ctx, args, kind).await?;
+    let create = args.object("create")?.cloned().unwrap_or_default();
+    let update = args.object("update")?.cloned().unwrap_or_default();
+    let destroy = args.strings("destroy", max_set(ctx))?.unwrap_or_default();
+    if create.len() + update.len() + destroy.len() > max_set(ctx) {
+        return Err(Outcome::Error(MethodError::request_too_large(format!(
+            "more than {} objects in one {}/set",
+            max_set(ctx),
+            kind.as_str()
+        ))));
+    }
+    Ok(SetRequest {
+        old_state,
+        create,
+        update,
+        destroy,
+    })
+}
+
+/// The current state, or `stateMismatch` when `ifInState` names another.
+pub(crate) async fn check_if_in_state(
+    ctx: &Context<'_>,
+    args: &Args,
+    kind: ChangeKind,
+) -> Result<i64, Outcome> {
+    let state = state_of(ctx, kind).await?;
+    match args.string("ifInState")? {
+        Some(expected) if expected != state.to_string() => Err(Outcome::Error(MethodError::new(
+            MethodErrorType::StateMismatch,
+        ))),
+        _ => Ok(state),
+    }
 }
 
 /// The most objects one /changes response lists when the client sets no `maxChanges`.

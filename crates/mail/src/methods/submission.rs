@@ -67,14 +67,7 @@ pub(super) async fn set(
 ) -> MethodResult {
     let store = ctx.service().store().clone();
     let account = ctx.account().clone();
-    let old_state = state_of(ctx, ChangeKind::EmailSubmission).await?;
-    if let Some(expected) = args.string("ifInState")?
-        && expected != old_state.to_string()
-    {
-        return Err(Outcome::Error(MethodError::new(
-            MethodErrorType::StateMismatch,
-        )));
-    }
+    let old_state = super::check_if_in_state(ctx, args, ChangeKind::EmailSubmission).await?;
     let create = args.object("create")?.cloned().unwrap_or_default();
     if args.object("update")?.is_some_and(|u| !u.is_empty())
         || args

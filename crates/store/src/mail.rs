@@ -625,6 +625,8 @@ impl Store {
             tx,
             account_id: account.id.clone(),
             modseq: 0,
+            changes: Vec::new(),
+            counts: BTreeMap::new(),
         };
         for mailbox in mailboxes {
             mail.create_mailbox(mailbox).await?;
@@ -973,6 +975,8 @@ impl Store {
             modseq: row.try_get(0)?,
             tx,
             account_id: account_id.to_owned(),
+            changes: Vec::new(),
+            counts: BTreeMap::new(),
         })
     }
 }
@@ -1012,7 +1016,17 @@ pub struct MailTx {
     tx: Transaction<'static, Any>,
     account_id: String,
     modseq: i64,
+    /// Change-log rows, written in multi-row statements at commit (an import of 500 messages
+    /// would otherwise be 1,500 single-row round trips).
+    changes: Vec<(i64, ChangeKind, String, ChangeOp)>,
+    /// Mailbox counter deltas (total, unread), applied once per mailbox at commit, so a busy
+    /// mailbox's row is updated once per transaction, not once per message.
+    counts: BTreeMap<String, (i64, i64)>,
 }
+
+/// Change-log rows per INSERT statement (5 parameters each, well under both databases'
+/// parameter limits).
+const CHANGES_PER_STATEMENT: usize = 200;
 
 impl std::fmt::Debug for MailTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1024,7 +1038,7 @@ impl std::fmt::Debug for MailTx {
 }
 
 impl MailTx {
-    /// Records a change (its modseq is the next one).
+    /// Records a change (its modseq is the next one); written at commit.
     pub async fn log(
         &mut self,
         kind: ChangeKind,
@@ -1032,21 +1046,57 @@ impl MailTx {
         op: ChangeOp,
     ) -> Result<(), StoreError> {
         self.modseq += 1;
-        sqlx::query(
-            "INSERT INTO mail_changes (account_id, modseq, kind, object_id, op) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&self.account_id)
-        .bind(self.modseq)
-        .bind(kind.as_str())
-        .bind(object_id)
-        .bind(op.code())
-        .execute(&mut *self.tx)
-        .await?;
+        self.changes
+            .push((self.modseq, kind, object_id.to_owned(), op));
+        Ok(())
+    }
+
+    /// Writes the pending change-log rows and counter deltas.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let changes = std::mem::take(&mut self.changes);
+        for chunk in changes.chunks(CHANGES_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO mail_changes (account_id, modseq, kind, object_id, op) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let n = i * 4 + 2;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("($1, ${n}, ${}, ${}, ${})", n + 1, n + 2, n + 3));
+            }
+            let mut query = sqlx::query(&sql).bind(&self.account_id);
+            for (modseq, kind, object_id, op) in chunk {
+                query = query
+                    .bind(*modseq)
+                    .bind(kind.as_str())
+                    .bind(object_id.as_str())
+                    .bind(op.code());
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        let counts = std::mem::take(&mut self.counts);
+        for (mailbox, (total, unread)) in counts {
+            if total == 0 && unread == 0 {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE mailboxes SET total_emails = total_emails + $3, \
+                 unread_emails = unread_emails + $4 WHERE account_id = $1 AND id = $2",
+            )
+            .bind(&self.account_id)
+            .bind(&mailbox)
+            .bind(total)
+            .bind(unread)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         Ok(())
     }
 
     /// Commits, saving the account's counter.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.flush().await?;
         sqlx::query("UPDATE mail_accounts SET modseq = $2 WHERE id = $1")
             .bind(&self.account_id)
             .bind(self.modseq)
@@ -1258,16 +1308,9 @@ impl MailTx {
         mailbox: &str,
         sign: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE mailboxes SET total_emails = total_emails + $3, \
-             unread_emails = unread_emails + $4 WHERE account_id = $1 AND id = $2",
-        )
-        .bind(&self.account_id)
-        .bind(mailbox)
-        .bind(sign)
-        .bind(sign * i64::from(email.is_unread()))
-        .execute(&mut *self.tx)
-        .await?;
+        let entry = self.counts.entry(mailbox.to_owned()).or_insert((0, 0));
+        entry.0 += sign;
+        entry.1 += sign * i64::from(email.is_unread());
         Ok(())
     }
 

@@ -87,6 +87,15 @@ CREATE TABLE email_mailboxes (
 CREATE INDEX email_mailboxes_by_received ON email_mailboxes (account_id, mailbox_id, received_at, email_id);
 CREATE INDEX email_mailboxes_by_email ON email_mailboxes (account_id, email_id);
 
+-- Threads and how many emails each has: whether a new email starts or joins a thread, and
+-- whether removing one ends it, is one primary-key row (no count over the emails).
+CREATE TABLE threads (
+    account_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    email_count BIGINT NOT NULL,
+    PRIMARY KEY (account_id, id)
+);
+
 -- Message-IDs seen in an account, for threading replies to their parents.
 CREATE TABLE thread_refs (
     account_id TEXT NOT NULL,

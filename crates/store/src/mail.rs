@@ -1232,14 +1232,17 @@ impl MailTx {
             }
         }
         let thread_id = thread_id.unwrap_or_else(|| new_thread_id.to_owned());
-        let thread_exists =
-            sqlx::query("SELECT COUNT(*) FROM emails WHERE account_id = $1 AND thread_id = $2")
-                .bind(&self.account_id)
-                .bind(&thread_id)
-                .fetch_one(&mut *self.tx)
-                .await?
-                .try_get::<i64, _>(0)?
-                > 0;
+        let thread_exists = sqlx::query(
+            "INSERT INTO threads (account_id, id, email_count) VALUES ($1, $2, 1) \
+             ON CONFLICT (account_id, id) DO UPDATE SET email_count = threads.email_count + 1 \
+             RETURNING email_count",
+        )
+        .bind(&self.account_id)
+        .bind(&thread_id)
+        .fetch_one(&mut *self.tx)
+        .await?
+        .try_get::<i64, _>(0)?
+            > 1;
         for id in email
             .own_message_ids
             .iter()
@@ -1399,13 +1402,24 @@ impl MailTx {
             .bind(&current.id)
             .execute(&mut *self.tx)
             .await?;
-        let remaining =
-            sqlx::query("SELECT COUNT(*) FROM emails WHERE account_id = $1 AND thread_id = $2")
+        let remaining = sqlx::query(
+            "UPDATE threads SET email_count = email_count - 1 \
+             WHERE account_id = $1 AND id = $2 RETURNING email_count",
+        )
+        .bind(&self.account_id)
+        .bind(&current.thread_id)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .map(|row| row.try_get::<i64, _>(0))
+        .transpose()?
+        .unwrap_or(0);
+        if remaining <= 0 {
+            sqlx::query("DELETE FROM threads WHERE account_id = $1 AND id = $2")
                 .bind(&self.account_id)
                 .bind(&current.thread_id)
-                .fetch_one(&mut *self.tx)
-                .await?
-                .try_get::<i64, _>(0)?;
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.log(ChangeKind::Email, &current.id, ChangeOp::Destroyed)
             .await?;
         let thread_op = if remaining > 0 {

@@ -326,9 +326,27 @@ fn keyword_argument(value: &Value, name: &str) -> Result<String, Outcome> {
         .ok_or_else(|| unsupported_filter(format!("{name} must be a valid keyword")))
 }
 
+/// Most filter nodes (operators and conditions) in one filter: each becomes SQL with bind
+/// parameters, and a request-sized filter must not reach the databases' parameter limits.
+pub const MAX_FILTER_NODES: usize = 256;
+
 /// Parses a JMAP filter into the store's filter, resolving nothing (mailbox ids are compared
 /// as given: an id of another account simply matches nothing).
 pub(crate) fn parse_filter(value: &Value, depth: usize) -> Result<EmailFilter, Outcome> {
+    let mut budget = MAX_FILTER_NODES;
+    parse_filter_node(value, depth, &mut budget)
+}
+
+fn parse_filter_node(
+    value: &Value,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<EmailFilter, Outcome> {
+    *budget = budget.checked_sub(1).ok_or_else(|| {
+        unsupported_filter(format!(
+            "a filter may have at most {MAX_FILTER_NODES} operators and conditions"
+        ))
+    })?;
     if depth > 10 {
         return Err(unsupported_filter("filters nest at most 10 deep".into()));
     }
@@ -347,7 +365,7 @@ pub(crate) fn parse_filter(value: &Value, depth: usize) -> Result<EmailFilter, O
         }
         let parts = conditions
             .iter()
-            .map(|c| parse_filter(c, depth + 1))
+            .map(|c| parse_filter_node(c, depth + 1, budget))
             .collect::<Result<Vec<_>, _>>()?;
         return match operator.as_str() {
             Some("AND") => Ok(EmailFilter::And(parts)),
@@ -358,6 +376,11 @@ pub(crate) fn parse_filter(value: &Value, depth: usize) -> Result<EmailFilter, O
     }
     let mut parts = Vec::new();
     for (name, value) in object {
+        *budget = budget.checked_sub(1).ok_or_else(|| {
+            unsupported_filter(format!(
+                "a filter may have at most {MAX_FILTER_NODES} operators and conditions"
+            ))
+        })?;
         let text = || {
             value
                 .as_str()
@@ -384,17 +407,23 @@ pub(crate) fn parse_filter(value: &Value, depth: usize) -> Result<EmailFilter, O
                     .ok_or_else(|| invalid("inMailbox must be an Id"))?
                     .to_owned(),
             ),
-            "inMailboxOtherThan" => EmailFilter::InMailboxOtherThan(
-                value
+            "inMailboxOtherThan" => {
+                let ids = value
                     .as_array()
-                    .filter(|ids| ids.len() <= 1000)
                     .and_then(|ids| {
                         ids.iter()
                             .map(|i| i.as_str().map(str::to_owned))
                             .collect::<Option<Vec<_>>>()
                     })
-                    .ok_or_else(|| invalid("inMailboxOtherThan must be a list of Ids"))?,
-            ),
+                    .ok_or_else(|| invalid("inMailboxOtherThan must be a list of Ids"))?;
+                // Every id is a bind parameter: they count against the filter's budget.
+                *budget = budget.checked_sub(ids.len()).ok_or_else(|| {
+                    unsupported_filter(format!(
+                        "a filter may name at most {MAX_FILTER_NODES} mailboxes and conditions"
+                    ))
+                })?;
+                EmailFilter::InMailboxOtherThan(ids)
+            }
             "before" => EmailFilter::Before(date()?),
             "after" => EmailFilter::After(date()?),
             "minSize" => EmailFilter::MinSize(size()?),
@@ -1221,6 +1250,19 @@ mod tests {
             ),
             MethodErrorType::UnsupportedSort
         );
+    }
+
+    #[test]
+    fn oversized_filters_are_refused_before_any_sql() {
+        let leaf = json!({"subject": "x"});
+        let wide = json!({"operator": "OR", "conditions": vec![leaf.clone(); 100]});
+        let tree = json!({"operator": "AND", "conditions": [wide.clone(), wide.clone(), wide]});
+        let Err(Outcome::Error(error)) = parse_filter(&tree, 0) else {
+            panic!("a 300-condition filter was accepted");
+        };
+        assert_eq!(error.type_, MethodErrorType::UnsupportedFilter);
+        let small = json!({"operator": "OR", "conditions": vec![leaf; 100]});
+        assert!(parse_filter(&small, 0).is_ok());
     }
 
     #[test]

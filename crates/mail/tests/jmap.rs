@@ -845,6 +845,18 @@ async fn emails_import_query_get_set_threads_and_query_changes() {
         .into();
         assert_eq!(members, expected);
 
+        // `ids: null` lists everything while the account is small (maxObjectsInGet).
+        let all = svc
+            .call(
+                &alice,
+                "Email/get",
+                json!({"ids": null, "properties": ["subject"]}),
+            )
+            .await;
+        assert_eq!(all["list"].as_array().unwrap().len(), 3);
+        let threads = svc.call(&alice, "Thread/get", json!({"ids": null})).await;
+        assert_eq!(threads["list"].as_array().unwrap().len(), 2);
+
         // Filters.
         let count = |filter: Value| {
             let svc = &svc;
@@ -1049,6 +1061,11 @@ async fn submission_delivers_across_realms_without_bcc() {
         );
         assert_eq!(got["list"][0]["from"][0]["email"], alice.email);
     }
+    let submissions = svc
+        .call(&alice, "EmailSubmission/get", json!({"ids": null}))
+        .await;
+    assert_eq!(submissions["list"].as_array().unwrap().len(), 1);
+    assert_eq!(submissions["list"][0]["undoStatus"], "final");
     let records = svc.audit();
     let send = records.iter().find(|r| r["Operation"] == "Send").unwrap();
     assert_eq!(send["UserId"], alice.email);

@@ -915,6 +915,24 @@ impl Store {
         Ok(row.try_get::<i64, _>(0)?)
     }
 
+    /// Ids of the account's submissions, oldest first, at most `limit`.
+    pub async fn submission_ids(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM email_submissions WHERE account_id = $1 ORDER BY send_at, id LIMIT $2",
+        )
+        .bind(account_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>(0)?))
+            .collect()
+    }
+
     /// The account's submissions with these ids.
     pub async fn submissions(
         &self,

@@ -275,10 +275,10 @@ pub(super) async fn get(ctx: &mut Context<'_>, args: &Args) -> MethodResult {
         all: args.bool("fetchAllBodyValues", false)?,
         max_bytes: usize::try_from(args.unsigned("maxBodyValueBytes")?.unwrap_or(0)).unwrap_or(0),
     };
-    let Some(ids) = args.ids(max_get(ctx), None)? else {
-        return Err(Outcome::Error(MethodError::request_too_large(
-            "Email/get needs ids (use Email/query to list emails)",
-        )));
+    let ids = match args.ids(max_get(ctx), None)? {
+        Some(ids) => ids,
+        // `ids: null` means every email, when there are no more than maxObjectsInGet.
+        None => super::all_ids(ctx, "Email").await?,
     };
     let state = state_of(ctx, ChangeKind::Email).await?;
     let store = ctx.service().store().clone();

@@ -639,10 +639,9 @@ pub(crate) fn max_set(ctx: &Context<'_>) -> usize {
 async fn thread_get(ctx: &mut Context<'_>, args: &Args) -> MethodResult {
     let properties = args.properties(&["id", "emailIds"])?;
     let state = state_of(ctx, ChangeKind::Thread).await?;
-    let Some(ids) = args.ids(max_get(ctx), None)? else {
-        return Err(Outcome::Error(MethodError::request_too_large(
-            "Thread/get needs ids: listing every thread is not supported",
-        )));
+    let ids = match args.ids(max_get(ctx), None)? {
+        Some(ids) => ids,
+        None => all_ids(ctx, "Thread").await?,
     };
     let threads = ctx
         .service()
@@ -664,6 +663,35 @@ async fn thread_get(ctx: &mut Context<'_>, args: &Args) -> MethodResult {
         }
     }
     Ok(get_response(ctx, state, list, not_found))
+}
+
+/// Every email id (`Email`) or thread id (`Thread`) of the account, for a `/get` with
+/// `ids: null`; `requestTooLarge` when the account has more emails than `maxObjectsInGet`.
+pub(crate) async fn all_ids(ctx: &Context<'_>, kind: &str) -> Result<Vec<String>, Outcome> {
+    let max = max_get(ctx);
+    let rows = ctx
+        .service()
+        .store()
+        .query_emails(
+            &ctx.account().id,
+            None,
+            &[],
+            0,
+            Some(i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1)),
+        )
+        .await
+        .map_err(store_error)?;
+    if rows.len() > max {
+        return Err(Outcome::Error(MethodError::request_too_large(format!(
+            "the account has more than {max} emails: pass ids (from Email/query) to {kind}/get"
+        ))));
+    }
+    let mut seen = BTreeSet::new();
+    Ok(rows
+        .into_iter()
+        .map(|(email, thread)| if kind == "Thread" { thread } else { email })
+        .filter(|id| seen.insert(id.clone()))
+        .collect())
 }
 
 /// `Identity/get` (RFC 8621 §6.1): one identity per account, its own address.

@@ -11,8 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::email::{mail_error, patched_email};
 use super::{
-    Args, Context, MethodResult, Outcome, get_response, invalid, max_get, max_set, state_of,
-    store_error,
+    Args, Context, MethodResult, Outcome, get_response, max_get, max_set, state_of, store_error,
 };
 use crate::ingest::{self, Filing};
 
@@ -407,8 +406,23 @@ async fn implicit_email_set(
 /// `EmailSubmission/get`.
 pub(super) async fn get(ctx: &mut Context<'_>, args: &Args) -> MethodResult {
     let state = state_of(ctx, ChangeKind::EmailSubmission).await?;
-    let Some(ids) = args.ids(max_get(ctx), None)? else {
-        return Err(invalid("EmailSubmission/get needs ids"));
+    let ids = match args.ids(max_get(ctx), None)? {
+        Some(ids) => ids,
+        None => {
+            let max = i64::try_from(max_get(ctx)).unwrap_or(i64::MAX);
+            let ids = ctx
+                .service()
+                .store()
+                .submission_ids(&ctx.account().id, max.saturating_add(1))
+                .await
+                .map_err(store_error)?;
+            if ids.len() > max_get(ctx) {
+                return Err(Outcome::Error(MethodError::request_too_large(
+                    "more submissions than maxObjectsInGet: pass ids",
+                )));
+            }
+            ids
+        }
     };
     let rows = ctx
         .service()

@@ -163,10 +163,50 @@ impl Event {
             .with("ClientInfoString", context.user_agent.as_deref())
     }
 
+    /// A `TokenValidated` record: the token's facts (verified on acceptance, as claimed on
+    /// rejection, so a forged token's `kid`, `iss` and `jti` are kept for detection), the
+    /// resource it was presented to, and `Success` or `Failure` with the reason and detail.
+    pub fn token_validated(
+        realm: Option<&str>,
+        resource: &str,
+        facts: &keyscope_trust::TokenFacts,
+        refusal: Option<(&str, &str)>,
+        context: &RequestContext,
+    ) -> Event {
+        Event::new("TokenValidated")
+            .with("OrganizationId", realm.filter(|r| !r.is_empty()))
+            .with("Resource", Some(resource))
+            .with("UserId", facts.sub.as_deref())
+            .with("AppId", facts.client_id.as_deref())
+            .with("TokenId", facts.jti.as_deref())
+            .with("KeyId", facts.kid.as_deref())
+            .with("Issuer", facts.iss.as_deref())
+            .with(
+                "ResultStatus",
+                Some(if refusal.is_none() {
+                    "Success"
+                } else {
+                    "Failure"
+                }),
+            )
+            .with("Reason", refusal.map(|r| r.0))
+            .with("Detail", refusal.map(|r| r.1).filter(|d| !d.is_empty()))
+            .context(context)
+    }
+
     /// The finished event.
     pub fn into_map(self) -> Map<String, Value> {
         self.0
     }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
 }
 
 /// Who is asking: recorded with every event a request causes.
@@ -178,7 +218,26 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
 }
 
+/// Longest user agent kept in audit records, in bytes.
+pub const MAX_USER_AGENT_BYTES: usize = 512;
+
 impl RequestContext {
+    /// The context of an HTTP request: the peer's IP and the `User-Agent` header (truncated
+    /// on a character boundary to [`MAX_USER_AGENT_BYTES`]).
+    pub fn from_http(
+        headers: &axum::http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> RequestContext {
+        let user_agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| truncate(ua, MAX_USER_AGENT_BYTES).to_owned());
+        RequestContext {
+            ip: peer.map(|a| a.ip().to_string()),
+            user_agent,
+        }
+    }
+
     /// A context for operator commands on this machine.
     pub fn operator() -> RequestContext {
         RequestContext {

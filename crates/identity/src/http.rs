@@ -101,32 +101,16 @@ impl FromRequestParts<AppState> for RealmRequest {
                 &OAuthError::invalid_request("no such realm"),
             ));
         };
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| truncate(ua, 512).to_owned());
+            .map(|c| c.0);
         Ok(RealmRequest {
             issuer: identity.config().issuer(&realm),
             realm,
-            context: RequestContext { ip, user_agent },
+            context: RequestContext::from_http(&parts.headers, peer),
         })
     }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.get(..end).unwrap_or_default()
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {
@@ -1197,24 +1181,10 @@ async fn audit_validation(
         Ok(context) => &context.facts,
         Err(rejection) => &rejection.facts,
     };
-    let event = Event::new("TokenValidated")
-        .with("OrganizationId", Some(&realm.realm))
-        .with("Resource", Some(endpoint))
-        .with("UserId", facts.sub.as_deref())
-        .with("AppId", facts.client_id.as_deref())
-        .with("TokenId", facts.jti.as_deref())
-        .with("KeyId", facts.kid.as_deref())
-        .with("Issuer", facts.iss.as_deref())
-        .with(
-            "ResultStatus",
-            Some(if outcome.is_ok() {
-                "Success"
-            } else {
-                "Failure"
-            }),
-        )
-        .with("Reason", outcome.err().map(|r| r.reason.as_str()))
-        .context(&realm.context);
+    // The reason only: these records never carried the detail.
+    let refusal = outcome.err().map(|r| (r.reason.as_str(), ""));
+    let event =
+        Event::token_validated(Some(&realm.realm), endpoint, facts, refusal, &realm.context);
     if let Err(e) = identity.audit().record(event.into_map()).await {
         tracing::error!(error = %e, "recording a token decision failed");
     }

@@ -53,17 +53,6 @@ struct Caller {
     validated: Event,
 }
 
-fn request_context(headers: &HeaderMap, request_ip: Option<SocketAddr>) -> RequestContext {
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(512).collect());
-    RequestContext {
-        ip: request_ip.map(|a| a.ip().to_string()),
-        user_agent,
-    }
-}
-
 fn challenge(status: StatusCode, error: Option<(ErrorCode, &str)>) -> Response {
     let mut response = (status, "").into_response();
     let value = bearer::www_authenticate("keyscope-mail", error);
@@ -118,7 +107,7 @@ async fn authenticate(
     peer: Option<SocketAddr>,
     resource: &str,
 ) -> Result<Caller, Response> {
-    let context = request_context(headers, peer);
+    let context = RequestContext::from_http(headers, peer);
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -214,7 +203,7 @@ async fn authenticate(
         .get("sid")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let validated = validated_event(&accepted.realm, resource, &facts, &context, None)
+    let validated = Event::token_validated(Some(&accepted.realm), resource, &facts, None, &context)
         .with("MailboxOwnerUPN", Some(&account.email));
     Ok(Caller {
         account,
@@ -245,34 +234,6 @@ async fn record_decision(service: &MailService, caller: &Caller) -> Result<(), R
         .map_err(|()| unavailable())
 }
 
-fn validated_event(
-    realm: &str,
-    resource: &str,
-    facts: &TokenFacts,
-    context: &RequestContext,
-    reason: Option<(&str, &str)>,
-) -> Event {
-    Event::new("TokenValidated")
-        .with("OrganizationId", Some(realm).filter(|r| !r.is_empty()))
-        .with("Resource", Some(resource))
-        .with("UserId", facts.sub.as_deref())
-        .with("AppId", facts.client_id.as_deref())
-        .with("TokenId", facts.jti.as_deref())
-        .with("KeyId", facts.kid.as_deref())
-        .with("Issuer", facts.iss.as_deref())
-        .with(
-            "ResultStatus",
-            Some(if reason.is_none() {
-                "Success"
-            } else {
-                "Failure"
-            }),
-        )
-        .with("Reason", reason.map(|r| r.0))
-        .with("Detail", reason.map(|r| r.1).filter(|d| !d.is_empty()))
-        .context(context)
-}
-
 async fn record_refusal(
     service: &MailService,
     context: &RequestContext,
@@ -283,7 +244,13 @@ async fn record_refusal(
 ) {
     // The realm a refused token claims is unverified; it is recorded as the token's `tid`.
     let realm = facts.tid.clone().unwrap_or_default();
-    let event = validated_event(&realm, resource, facts, context, Some((reason, detail)));
+    let event = Event::token_validated(
+        Some(&realm),
+        resource,
+        facts,
+        Some((reason, detail)),
+        context,
+    );
     if let Err(e) = service.identity().audit().record(event.into_map()).await {
         tracing::error!(error = %e, "recording a refused mail request failed");
     }
@@ -609,45 +576,24 @@ async fn download(
         }
         return account_mismatch();
     }
-    let context = Context::new(&service, &caller.account);
+    let mut context = Context::new(&service, &caller.account);
     let blob = match crate::methods::account_blob(&context, &blob_id).await {
         Ok(blob) => blob,
         Err(_) => return unavailable(),
     };
-    drop(context);
     let Some((data, stored_type)) = blob else {
+        drop(context);
         if let Err(response) = record_decision(&service, &caller).await {
             return response;
         }
         return not_found("no such blob");
     };
-    // The message(s) behind the blob, for the Bind record.
-    let message_blob =
-        crate::ingest::split_part_blob_id(&blob_id).map_or(blob_id.as_str(), |(m, _)| m);
-    let emails = service
-        .store()
-        .emails_with_blob(&caller.account.id, message_blob)
-        .await
-        .unwrap_or_default();
-    let mut accessed = Accessed::default();
-    if let Ok(mailboxes) = service.store().mailboxes(&caller.account.id).await {
-        let paths = methods::folder_paths(&mailboxes);
-        for email in &emails {
-            for mailbox in &email.mailbox_ids {
-                let path = paths
-                    .get(mailbox)
-                    .cloned()
-                    .unwrap_or_else(|| "\\".to_owned());
-                accessed.bind.entry(path).or_default().insert(
-                    email
-                        .message_id
-                        .as_ref()
-                        .map_or_else(|| "<unknown>".to_owned(), |m| format!("<{m}>")),
-                );
-            }
-        }
+    // The Bind record names the message(s) behind the blob; without it, nothing leaves.
+    if context.note_download(&blob_id).await.is_err() {
+        return unavailable();
     }
-    accessed.bind_count = 1;
+    let accessed = std::mem::take(&mut context.accessed);
+    drop(context);
     if record_access(&service, &caller, &accessed).await.is_err() {
         return unavailable();
     }

@@ -289,6 +289,7 @@ pub(super) async fn get(ctx: &mut Context<'_>, args: &Args) -> MethodResult {
         .iter()
         .any(|p| PARSED_PROPERTIES.contains(&p.as_str()) || p.starts_with("header:"));
     let mut list = Vec::with_capacity(records.len());
+    let mut read: Vec<&EmailRecord> = Vec::with_capacity(records.len());
     let mut not_found = Vec::new();
     for id in &ids {
         let Some(record) = by_id.get(id.as_str()) else {
@@ -304,10 +305,10 @@ pub(super) async fn get(ctx: &mut Context<'_>, args: &Args) -> MethodResult {
         } else {
             None
         };
-        ctx.note_bind(&record.mailbox_ids, record.message_id.as_deref())
-            .await?;
+        read.push(record);
         list.push(email_json(record, parsed.as_ref(), &properties, &body));
     }
+    ctx.note_bind(read.iter().copied(), read.len()).await?;
     Ok(get_response(ctx, state, list, not_found))
 }
 
@@ -864,7 +865,7 @@ fn created_json(record: &EmailRecord) -> Value {
     })
 }
 
-fn set_response(
+pub(crate) fn set_response(
     account: &str,
     old_state: i64,
     new_state: i64,
@@ -964,14 +965,13 @@ pub(super) async fn set(
             );
             continue;
         };
-        let prepared = (|| {
-            let mailbox_ids = resolve_mailboxes(
-                true_map(object.get("mailboxIds"), "mailboxIds")?,
-                created_ids,
-                &mailboxes,
-            )?;
-            let keywords = resolve_keywords(true_map(object.get("keywords"), "keywords")?)?;
-            let when = received_at(object.get("receivedAt"), Arrival::At(crate::unix_now()))?;
+        let prepared = filing_of(
+            object,
+            created_ids,
+            &mailboxes,
+            Arrival::At(crate::unix_now()),
+        )
+        .and_then(|filing| {
             let lookup = |id: &str| blobs.get(id).cloned();
             let raw = keyscope_mime::build_message(
                 object,
@@ -980,75 +980,30 @@ pub(super) async fn set(
                 &domain,
             )
             .map_err(build_error)?;
-            Ok::<_, SetError>((
-                raw,
-                Filing {
-                    mailbox_ids,
-                    keywords,
-                    arrival: when,
-                },
-            ))
-        })();
-        match prepared {
-            Ok((raw, filing)) => match ingest::file_message(&mut tx, &raw, &filing).await {
-                Ok(record) => {
-                    created_ids.insert(creation_id.clone(), record.id.clone());
-                    created.insert(creation_id.clone(), created_json(&record));
-                }
-                Err(crate::MailError::Mime(e)) => {
-                    not_created.insert(
-                        creation_id.clone(),
-                        SetError::invalid_properties(Vec::<String>::new())
-                            .with_description(e.to_string())
-                            .to_json(),
-                    );
-                }
-                Err(e) => return Err(mail_error(e)),
-            },
-            Err(e) => {
-                not_created.insert(creation_id.clone(), e.to_json());
+            Ok((raw, filing))
+        });
+        let outcome = match prepared {
+            // A message we built that does not parse is a property problem.
+            Ok((raw, filing)) => {
+                file_created(
+                    &mut tx,
+                    &raw,
+                    &filing,
+                    SetError::invalid_properties(Vec::<String>::new()),
+                )
+                .await?
             }
-        }
-    }
-    let mut updated = Map::new();
-    let mut not_updated = Map::new();
-    for (id, patch) in &update {
-        let Some(current) = tx.email(id).await.map_err(store_error)? else {
-            not_updated.insert(id.clone(), not_found());
-            continue;
+            Err(e) => Err(e),
         };
-        let Some(patch) = patch.as_object() else {
-            not_updated.insert(
-                id.clone(),
-                SetError::invalid_patch("not an object").to_json(),
-            );
-            continue;
-        };
-        match patched_email(&current, patch, created_ids, &mailboxes) {
-            Ok((keywords, mailbox_ids)) => {
-                tx.update_email(&current, &keywords, &mailbox_ids)
-                    .await
-                    .map_err(store_error)?;
-                updated.insert(id.clone(), Value::Null);
-            }
-            Err(e) => {
-                not_updated.insert(id.clone(), e.to_json());
-            }
-        }
+        record_creation(
+            creation_id,
+            outcome,
+            created_ids,
+            &mut created,
+            &mut not_created,
+        );
     }
-    let mut destroyed = Vec::new();
-    let mut not_destroyed = Map::new();
-    for id in &destroy {
-        match tx.email(id).await.map_err(store_error)? {
-            Some(current) => {
-                tx.destroy_email(&current).await.map_err(store_error)?;
-                destroyed.push(id.clone());
-            }
-            None => {
-                not_destroyed.insert(id.clone(), not_found());
-            }
-        }
-    }
+    let changed = update_and_destroy(&mut tx, &update, &destroy, created_ids, &mailboxes).await?;
     tx.commit().await.map_err(store_error)?;
     ctx.changed.insert(account.clone());
     let new_state = state_of(ctx, ChangeKind::Email).await?;
@@ -1058,13 +1013,125 @@ pub(super) async fn set(
         new_state,
         vec![
             ("created", created),
-            ("updated", updated),
+            ("updated", changed.updated),
             ("notCreated", not_created),
-            ("notUpdated", not_updated),
-            ("notDestroyed", not_destroyed),
+            ("notUpdated", changed.not_updated),
+            ("notDestroyed", changed.not_destroyed),
         ],
-        destroyed,
+        changed.destroyed,
     ))
+}
+
+/// Where and how a created or imported email is filed: `mailboxIds`, `keywords`,
+/// `receivedAt` (else `default`).
+fn filing_of(
+    object: &Map<String, Value>,
+    created_ids: &CreatedIds,
+    mailboxes: &BTreeSet<String>,
+    default: Arrival,
+) -> Result<Filing, SetError> {
+    Ok(Filing {
+        mailbox_ids: resolve_mailboxes(
+            true_map(object.get("mailboxIds"), "mailboxIds")?,
+            created_ids,
+            mailboxes,
+        )?,
+        keywords: resolve_keywords(true_map(object.get("keywords"), "keywords")?)?,
+        arrival: received_at(object.get("receivedAt"), default)?,
+    })
+}
+
+/// Files one created or imported message; a message that cannot be parsed is `unparsable`
+/// (with the parser's description), any other failure fails the method.
+async fn file_created(
+    tx: &mut MailTx,
+    raw: &[u8],
+    filing: &Filing,
+    unparsable: SetError,
+) -> Result<Result<EmailRecord, SetError>, Outcome> {
+    match ingest::file_message(tx, raw, filing).await {
+        Ok(record) => Ok(Ok(record)),
+        Err(crate::MailError::Mime(e)) => Ok(Err(unparsable.with_description(e.to_string()))),
+        Err(e) => Err(mail_error(e)),
+    }
+}
+
+/// Adds one creation's outcome to `created` (and the request's creation ids) or
+/// `notCreated`.
+fn record_creation(
+    creation_id: &str,
+    outcome: Result<EmailRecord, SetError>,
+    created_ids: &mut CreatedIds,
+    created: &mut Map<String, Value>,
+    not_created: &mut Map<String, Value>,
+) {
+    match outcome {
+        Ok(record) => {
+            created_ids.insert(creation_id.to_owned(), record.id.clone());
+            created.insert(creation_id.to_owned(), created_json(&record));
+        }
+        Err(e) => {
+            not_created.insert(creation_id.to_owned(), e.to_json());
+        }
+    }
+}
+
+/// What the update and destroy parts of an `Email/set` did.
+pub(crate) struct Changed {
+    pub updated: Map<String, Value>,
+    pub not_updated: Map<String, Value>,
+    pub destroyed: Vec<String>,
+    pub not_destroyed: Map<String, Value>,
+}
+
+/// Applies `Email/set` updates (keyword and mailbox patches) and destroys in `tx`: shared by
+/// `Email/set` and the implicit `Email/set` of `EmailSubmission/set`.
+pub(crate) async fn update_and_destroy(
+    tx: &mut MailTx,
+    update: &Map<String, Value>,
+    destroy: &[String],
+    created_ids: &CreatedIds,
+    mailboxes: &BTreeSet<String>,
+) -> Result<Changed, Outcome> {
+    let mut changed = Changed {
+        updated: Map::new(),
+        not_updated: Map::new(),
+        destroyed: Vec::new(),
+        not_destroyed: Map::new(),
+    };
+    for (id, patch) in update {
+        let Some(current) = tx.email(id).await.map_err(store_error)? else {
+            changed.not_updated.insert(id.clone(), not_found());
+            continue;
+        };
+        let result = patch
+            .as_object()
+            .ok_or_else(|| SetError::invalid_patch("not an object"))
+            .and_then(|p| patched_email(&current, p, created_ids, mailboxes));
+        match result {
+            Ok((keywords, mailbox_ids)) => {
+                tx.update_email(&current, &keywords, &mailbox_ids)
+                    .await
+                    .map_err(store_error)?;
+                changed.updated.insert(id.clone(), Value::Null);
+            }
+            Err(e) => {
+                changed.not_updated.insert(id.clone(), e.to_json());
+            }
+        }
+    }
+    for id in destroy {
+        match tx.email(id).await.map_err(store_error)? {
+            Some(current) => {
+                tx.destroy_email(&current).await.map_err(store_error)?;
+                changed.destroyed.push(id.clone());
+            }
+            None => {
+                changed.not_destroyed.insert(id.clone(), not_found());
+            }
+        }
+    }
+    Ok(changed)
 }
 
 fn build_error(error: keyscope_mime::BuildError) -> SetError {
@@ -1123,54 +1190,36 @@ pub(super) async fn import(
     let mut created = Map::new();
     let mut not_created = Map::new();
     for (creation_id, object) in &emails {
-        let prepared = (|| {
-            let object = object
-                .as_object()
-                .ok_or_else(|| SetError::invalid_properties(Vec::<String>::new()))?;
-            let blob_id = object
-                .get("blobId")
-                .and_then(Value::as_str)
-                .ok_or_else(|| SetError::invalid_properties(["blobId"]))?;
-            let raw = raws.get(blob_id).cloned().flatten().ok_or_else(|| {
-                SetError::new(SetErrorType::Other("blobNotFound".into()))
-                    .with_member("notFound", json!([blob_id]))
-            })?;
-            let mailbox_ids = resolve_mailboxes(
-                true_map(object.get("mailboxIds"), "mailboxIds")?,
-                created_ids,
-                &mailboxes,
-            )?;
-            let keywords = resolve_keywords(true_map(object.get("keywords"), "keywords")?)?;
-            let when = received_at(object.get("receivedAt"), Arrival::LastReceived)?;
-            Ok::<_, SetError>((
-                raw,
-                Filing {
-                    mailbox_ids,
-                    keywords,
-                    arrival: when,
-                },
-            ))
-        })();
-        match prepared {
-            Ok((raw, filing)) => match ingest::file_message(&mut tx, &raw, &filing).await {
-                Ok(record) => {
-                    created_ids.insert(creation_id.clone(), record.id.clone());
-                    created.insert(creation_id.clone(), created_json(&record));
-                }
-                Err(crate::MailError::Mime(e)) => {
-                    not_created.insert(
-                        creation_id.clone(),
-                        SetError::new(SetErrorType::Other("invalidEmail".into()))
-                            .with_description(e.to_string())
-                            .to_json(),
-                    );
-                }
-                Err(e) => return Err(mail_error(e)),
-            },
-            Err(e) => {
-                not_created.insert(creation_id.clone(), e.to_json());
+        let prepared = object
+            .as_object()
+            .ok_or_else(|| SetError::invalid_properties(Vec::<String>::new()))
+            .and_then(|object| {
+                let blob_id = object
+                    .get("blobId")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| SetError::invalid_properties(["blobId"]))?;
+                let raw = raws.get(blob_id).cloned().flatten().ok_or_else(|| {
+                    SetError::new(SetErrorType::Other("blobNotFound".into()))
+                        .with_member("notFound", json!([blob_id]))
+                })?;
+                let filing = filing_of(object, created_ids, &mailboxes, Arrival::LastReceived)?;
+                Ok((raw, filing))
+            });
+        let outcome = match prepared {
+            // An uploaded blob that does not parse is not an email (RFC 8621 §4.8).
+            Ok((raw, filing)) => {
+                let invalid_email = SetError::new(SetErrorType::Other("invalidEmail".into()));
+                file_created(&mut tx, &raw, &filing, invalid_email).await?
             }
-        }
+            Err(e) => Err(e),
+        };
+        record_creation(
+            creation_id,
+            outcome,
+            created_ids,
+            &mut created,
+            &mut not_created,
+        );
     }
     tx.commit().await.map_err(store_error)?;
     ctx.changed.insert(account.clone());

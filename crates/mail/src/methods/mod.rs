@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use keyscope_jmap::capabilities::{MAIL, SUBMISSION};
 use keyscope_jmap::{CreatedIds, Dispatcher, MethodError, MethodErrorType, MethodResponses};
-use keyscope_store::{ChangeKind, ChangeOp, MailAccount, MailboxRecord, StoreError};
+use keyscope_store::{ChangeKind, ChangeOp, EmailRecord, MailAccount, MailboxRecord, StoreError};
 use serde_json::{Map, Value, json};
 
 use crate::MailService;
@@ -185,9 +185,10 @@ impl<'a> Context<'a> {
     }
 
     async fn note_sync(&mut self, mailbox_ids: &[String]) -> Result<(), Outcome> {
-        let folders = self.folders().await?.clone();
+        self.folders().await?;
+        let folders = self.folders.as_ref();
         for id in mailbox_ids {
-            if let Some(path) = folders.get(id) {
+            if let Some(path) = folders.and_then(|f| f.get(id)) {
                 self.accessed.sync.insert(path.clone());
             }
         }
@@ -196,32 +197,57 @@ impl<'a> Context<'a> {
     }
 
     async fn note_sync_all(&mut self) -> Result<(), MethodError> {
-        let folders = self.folders().await.map_err(Outcome::into_error)?.clone();
-        self.accessed.sync.extend(folders.into_values());
+        self.folders().await.map_err(Outcome::into_error)?;
+        if let Some(folders) = &self.folders {
+            self.accessed.sync.extend(folders.values().cloned());
+        }
         self.accessed.sync_count += 1;
         Ok(())
     }
 
-    async fn note_bind(
+    /// Records that the contents of `emails` were read, as `operations` reads: each email's
+    /// Message-ID under each of its folders.
+    async fn note_bind<'r>(
         &mut self,
-        mailbox_ids: &BTreeSet<String>,
-        message_id: Option<&str>,
+        emails: impl IntoIterator<Item = &'r EmailRecord>,
+        operations: usize,
     ) -> Result<(), Outcome> {
-        let folders = self.folders().await?.clone();
-        let id = message_id.map_or_else(|| "<unknown>".to_owned(), |m| format!("<{m}>"));
-        for mailbox in mailbox_ids {
-            let path = folders
-                .get(mailbox)
-                .cloned()
-                .unwrap_or_else(|| "\\".to_owned());
-            self.accessed
-                .bind
-                .entry(path)
-                .or_default()
-                .insert(id.clone());
+        self.folders().await?;
+        let folders = self.folders.as_ref();
+        for email in emails {
+            let id = email
+                .message_id
+                .as_deref()
+                .map_or_else(|| "<unknown>".to_owned(), |m| format!("<{m}>"));
+            for mailbox in &email.mailbox_ids {
+                let path = folders
+                    .and_then(|f| f.get(mailbox))
+                    .cloned()
+                    .unwrap_or_else(|| "\\".to_owned());
+                self.accessed
+                    .bind
+                    .entry(path)
+                    .or_default()
+                    .insert(id.clone());
+            }
         }
-        self.accessed.bind_count += 1;
+        self.accessed.bind_count += operations;
         Ok(())
+    }
+
+    /// Records a blob download as one read of the message(s) the blob belongs to.
+    pub async fn note_download(&mut self, blob_id: &str) -> Result<(), MethodError> {
+        let message_blob =
+            crate::ingest::split_part_blob_id(blob_id).map_or(blob_id, |(message, _)| message);
+        let emails = self
+            .service
+            .store()
+            .emails_with_blob(&self.account.id, message_blob)
+            .await
+            .map_err(|e| store_error(e).into_error())?;
+        self.note_bind(&emails, 1)
+            .await
+            .map_err(Outcome::into_error)
     }
 }
 

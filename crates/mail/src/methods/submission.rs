@@ -9,7 +9,7 @@ use keyscope_jmap::{CreatedIds, MethodError, MethodErrorType, SetError, SetError
 use keyscope_store::{ChangeKind, EmailRecord, MailAccount};
 use serde_json::{Map, Value, json};
 
-use super::email::{mail_error, patched_email};
+use super::email::{mail_error, set_response, update_and_destroy};
 use super::{
     Args, Context, MethodResult, Outcome, get_response, max_get, max_set, state_of, store_error,
 };
@@ -340,67 +340,20 @@ async fn implicit_email_set(
         .into_iter()
         .map(|m| m.id)
         .collect();
-    let mut updated = Map::new();
-    let mut not_updated = Map::new();
-    for (id, patch) in update {
-        let Some(current) = tx.email(id).await.map_err(store_error)? else {
-            not_updated.insert(id.clone(), SetError::new(SetErrorType::NotFound).to_json());
-            continue;
-        };
-        let result = patch
-            .as_object()
-            .ok_or_else(|| SetError::invalid_patch("not an object"))
-            .and_then(|p| patched_email(&current, p, created_ids, &mailboxes));
-        match result {
-            Ok((keywords, mailbox_ids)) => {
-                tx.update_email(&current, &keywords, &mailbox_ids)
-                    .await
-                    .map_err(store_error)?;
-                updated.insert(id.clone(), Value::Null);
-            }
-            Err(e) => {
-                not_updated.insert(id.clone(), e.to_json());
-            }
-        }
-    }
-    let mut destroyed = Vec::new();
-    for id in destroy {
-        if let Some(current) = tx.email(id).await.map_err(store_error)? {
-            tx.destroy_email(&current).await.map_err(store_error)?;
-            destroyed.push(id.clone());
-        }
-    }
+    let changed = update_and_destroy(&mut tx, update, destroy, created_ids, &mailboxes).await?;
     tx.commit().await.map_err(store_error)?;
     let new_state = state_of(ctx, ChangeKind::Email).await?;
-    let mut response = Map::new();
-    response.insert("accountId".into(), json!(account.id));
-    response.insert("oldState".into(), json!(old_state.to_string()));
-    response.insert("newState".into(), json!(new_state.to_string()));
-    response.insert(
-        "updated".into(),
-        if updated.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(updated)
-        },
-    );
-    response.insert(
-        "notUpdated".into(),
-        if not_updated.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(not_updated)
-        },
-    );
-    response.insert(
-        "destroyed".into(),
-        if destroyed.is_empty() {
-            Value::Null
-        } else {
-            json!(destroyed)
-        },
-    );
-    Ok(response)
+    Ok(set_response(
+        &account.id,
+        old_state,
+        new_state,
+        vec![
+            ("updated", changed.updated),
+            ("notUpdated", changed.not_updated),
+            ("notDestroyed", changed.not_destroyed),
+        ],
+        changed.destroyed,
+    ))
 }
 
 /// `EmailSubmission/get`.

@@ -147,7 +147,7 @@ pub(crate) fn load_or_create_key(dir: &Path) -> Result<(SigningKey, Jwk), AuditE
     Ok((key, public))
 }
 
-fn load_private_key(path: &Path) -> Result<SigningKey, AuditError> {
+pub(crate) fn load_private_key(path: &Path) -> Result<SigningKey, AuditError> {
     let bytes = zeroize::Zeroizing::new(crate::fsutil::read_small(path, 64 * 1024)?);
     SigningKey::from_private_jwk(&bytes)
         .map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))

@@ -318,13 +318,22 @@ fn printable(text: &str) -> String {
 /// common width and separated by two spaces (no trailing spaces), and a final line
 /// `N records`. Every line ends with a newline.
 pub fn format_table(rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = TABLE_COLUMNS.iter().map(|c| c.chars().count()).collect();
+    let mut out = format_columns(&TABLE_COLUMNS, rows);
+    out.push_str(&format!("{} records\n", rows.len()));
+    out
+}
+
+/// Aligned columns under `header`: cells padded to a common width, separated by two spaces,
+/// no trailing spaces, every line ending with a newline. Cells should already be printable
+/// (see [`printable_cell`]).
+pub fn format_columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|c| c.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let header: Vec<String> = TABLE_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+    let header: Vec<String> = header.iter().map(|c| (*c).to_owned()).collect();
     let mut out = String::new();
     for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
@@ -339,8 +348,16 @@ pub fn format_table(rows: &[Vec<String>]) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push_str(&format!("{} records\n", rows.len()));
     out
+}
+
+/// A value made safe for a terminal table: control characters escaped, `-` when empty.
+pub fn printable_cell(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        printable(text)
+    }
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ pub struct AuditLog {
     dir: PathBuf,
     /// Held (flock) while the log is open; released by `close`.
     lock: Mutex<Option<File>>,
+    taps: Taps,
 }
 
 struct Writer {
@@ -119,7 +120,11 @@ struct Writer {
     frontier: Frontier,
     key: SigningKey,
     latest: Arc<Mutex<Option<Checkpoint>>>,
+    taps: Taps,
 }
+
+/// Subscribers to committed records (live detection): each gets every batch once durable.
+type Taps = Arc<Mutex<Vec<std::sync::mpsc::Sender<Arc<[u8]>>>>>;
 
 impl AuditLog {
     /// Opens (or creates) the log in `audit_dir` with default [`Options`].
@@ -184,6 +189,7 @@ impl AuditLog {
         };
         let (frontier, prev) = (scanned.frontier, scanned.last_leaf);
         let latest = Arc::new(Mutex::new(scanned.last_checkpoint));
+        let taps: Taps = Arc::default();
         let writer = Writer {
             segments: segments_dir(audit_dir),
             segment_bytes: options.segment_bytes,
@@ -197,6 +203,7 @@ impl AuditLog {
             frontier,
             key,
             latest: Arc::clone(&latest),
+            taps: Arc::clone(&taps),
         };
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
@@ -223,7 +230,25 @@ impl AuditLog {
             latest,
             dir: audit_dir.to_path_buf(),
             lock: Mutex::new(Some(lock)),
+            taps,
         })
+    }
+
+    /// Every record committed from now on, batch by batch as the log's own lines
+    /// (`{…,"prev":…,"seq":N}` each ending in a newline), sent once the batch is durable.
+    /// Live detection reads this; the channel ends when the log closes. The receiver must
+    /// keep up or buffer: the writer never waits for it.
+    pub fn subscribe(&self) -> std::sync::mpsc::Receiver<Arc<[u8]>> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        if let Ok(mut taps) = self.taps.lock() {
+            taps.push(sender);
+        }
+        receiver
+    }
+
+    /// The highest sequence number that is durable.
+    pub fn committed_seq(&self) -> u64 {
+        self.queue.state.lock().map_or(0, |s| s.committed)
     }
 
     /// Appends one event and returns its sequence number once it is durable (written, fsynced
@@ -353,6 +378,10 @@ impl AuditLog {
             && let Some(handle) = worker.take()
         {
             let _ = handle.join();
+        }
+        // Subscribers see the end of the stream.
+        if let Ok(mut taps) = self.taps.lock() {
+            taps.clear();
         }
         // Everything is durable: another process (or a prune) may take the log now.
         if let Ok(mut lock) = self.lock.lock() {
@@ -544,6 +573,7 @@ impl Writer {
             has_prev = true;
             buffer.push(b'\n');
         }
+        let records_end = buffer.len();
         let checkpoint = Checkpoint::sign(
             &self.key,
             frontier.size(),
@@ -598,6 +628,12 @@ impl Writer {
         if let Ok(mut latest) = self.latest.lock() {
             *latest = Some(checkpoint);
         }
+        if let Ok(mut taps) = self.taps.lock()
+            && !taps.is_empty()
+        {
+            let records: Arc<[u8]> = Arc::from(buffer.get(..records_end).unwrap_or_default());
+            taps.retain(|tap| tap.send(Arc::clone(&records)).is_ok());
+        }
         Ok(first_seq)
     }
 }
@@ -633,6 +669,39 @@ mod tests {
         event.insert("Operation".into(), "Send".into());
         event.insert("n".into(), n.into());
         event
+    }
+
+    #[test]
+    fn subscribers_get_every_committed_record_once() {
+        let dir = std::env::temp_dir().join(format!("ks-audit-tap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = AuditLog::open(&dir).unwrap();
+        log.append(event(0)).unwrap();
+        let tap = log.subscribe();
+        let results = log.append_all((1..=5).map(event).collect());
+        assert!(results.iter().all(Result::is_ok));
+        log.close();
+        let lines: Vec<Vec<u8>> = tap
+            .iter()
+            .flat_map(|batch| {
+                batch
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let seqs: Vec<u64> = lines
+            .iter()
+            .map(|l| {
+                serde_json::from_slice::<Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+        assert_eq!(log.committed_seq(), 6);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use keyscope_audit::AuditLog;
 use keyscope_custody::{MasterKey, SealedKeyStore};
-use keyscope_identity::{AppSpec, AuditSink, Identity, IdentityConfig, RequestContext};
+use keyscope_identity::{AppSpec, AuditSink, Event, Identity, IdentityConfig, RequestContext};
 use keyscope_store::{KeyRecord, Realm, Store};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -110,6 +110,24 @@ pub struct UpArgs {
     #[arg(long, value_name = "ALG", env = "KEYSCOPE_SIGNING_ALG", default_value = "ES256",
           value_parser = ["ES256", "EdDSA"])]
     signing_alg: String,
+    /// Detection rule directory for live detection (replaces the built-in pack). A rule that
+    /// does not load stops the server from starting.
+    #[arg(long, value_name = "DIR", env = "KEYSCOPE_RULES")]
+    rules: Option<PathBuf>,
+    /// Also append every alert to this JSON lines file.
+    #[arg(long, value_name = "PATH", env = "KEYSCOPE_ALERT_FILE")]
+    alert_file: Option<PathBuf>,
+    /// Also POST every alert (JSON) to this http(s) URL, with retries.
+    #[arg(long, value_name = "URL", env = "KEYSCOPE_ALERT_WEBHOOK")]
+    alert_webhook: Option<String>,
+    /// Alerts of one rule about one entity within this many seconds are raised once.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "KEYSCOPE_ALERT_DEDUP_SECONDS",
+        default_value_t = 600
+    )]
+    alert_dedup_seconds: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,6 +150,20 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set where the tenant's incident notices are POSTed (http:// or https://), or clear
+    /// it with --clear (notices then go to the tenant administrators' mailboxes).
+    Webhook {
+        /// The tenant.
+        name: String,
+        /// The URL.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        url: Option<String>,
+        /// Remove the webhook.
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        place: Place,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +177,10 @@ pub enum UserCommand {
         /// Read the password from stdin (first line).
         #[arg(long)]
         password_stdin: bool,
+        /// Make the user an administrator of the realm (receives incident notices when the
+        /// tenant has no webhook).
+        #[arg(long)]
+        admin: bool,
         #[command(flatten)]
         place: Place,
         /// Print JSON.
@@ -382,6 +418,11 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         if args.jwks_max_age == 0 || args.access_token_ttl == 0 || args.rotation_hours == 0 {
             bail!("--jwks-max-age, --access-token-ttl and --rotation-hours must be positive");
         }
+        // Rules before anything else: a server whose detections do not load does not start.
+        let rules = crate::hunt::load_rules(args.rules.as_deref())?;
+        if let Some(url) = &args.alert_webhook {
+            check_webhook_url(url).context("--alert-webhook")?;
+        }
         let identity = open(&args.place, true, Some(&default_url), |config| {
             config.rotation_period = i64::from(args.rotation_hours) * 3600;
             config.jwks_max_age = i64::from(args.jwks_max_age);
@@ -394,6 +435,19 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let background = identity.spawn_background();
+        let rule_count = rules.rules.len();
+        if let AuditSink::Log(log) = identity.audit() {
+            crate::live::spawn(
+                Arc::clone(log),
+                rules,
+                crate::live::Sinks {
+                    file: args.alert_file.clone(),
+                    webhook: args.alert_webhook.clone(),
+                    dedup: std::time::Duration::from_secs(u64::from(args.alert_dedup_seconds)),
+                },
+                tokio::runtime::Handle::current(),
+            )?;
+        }
         let public = identity.config().public_url.clone();
         println!("keyscope is up on {}", args.listen);
         println!(
@@ -406,6 +460,13 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  tenant issuers:     {public}/t/{{tenant}}");
         println!("  data directory:     {}", args.place.data_dir.display());
+        println!(
+            "  live detection:     {rule_count} rules{}",
+            args.rules
+                .as_ref()
+                .map(|d| format!(" from {}", d.display()))
+                .unwrap_or_else(|| " (built-in pack)".to_owned())
+        );
         let mail = keyscope_mail::MailService::new(
             Arc::clone(&identity),
             keyscope_mail::MailConfig::new(&public),
@@ -476,6 +537,40 @@ pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        TenantCommand::Webhook {
+            name,
+            url,
+            clear,
+            place,
+        } => {
+            let url = if clear { None } else { url };
+            if let Some(url) = &url {
+                check_webhook_url(url)?;
+            }
+            admin(&place, async |identity| {
+                let realm = identity.realm(Some(&name)).await?;
+                identity
+                    .store()
+                    .set_notify_webhook(&realm.id, url.as_deref())
+                    .await?;
+                let event = Event::new("AdminAction")
+                    .with("AdminOperation", Some("TenantWebhookSet"))
+                    .with("OrganizationId", Some(&realm.id))
+                    .with("Target", url.as_deref().or(Some("(cleared)")))
+                    .with("UserId", Some("operator"))
+                    .with("ResultStatus", Some("Success"))
+                    .context(&RequestContext::operator());
+                identity.audit().record(event.into_map()).await?;
+                match &url {
+                    Some(url) => println!("incident notices for {} go to {url}", realm.id),
+                    None => println!(
+                        "incident notices for {} go to its administrators' mailboxes",
+                        realm.id
+                    ),
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         TenantCommand::List { place, json } => admin(&place, async |identity| {
             let realms = identity.store().realms().await?;
             if json {
@@ -496,6 +591,23 @@ pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A webhook URL: http(s), a host, no credentials, bounded.
+fn check_webhook_url(url: &str) -> anyhow::Result<()> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .context("the webhook URL must start with https:// or http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if url.len() > 2048
+        || authority.is_empty()
+        || authority.contains('@')
+        || !url.bytes().all(|b| b.is_ascii_graphic())
+    {
+        bail!("invalid webhook URL {url:?}: use http(s)://host[:port]/path, without credentials");
+    }
+    Ok(())
+}
+
 fn read_password_stdin() -> anyhow::Result<Zeroizing<String>> {
     let bytes = Zeroizing::new(read_bounded(std::io::stdin().lock(), 4096)?);
     let text = std::str::from_utf8(&bytes).context("the password is not UTF-8")?;
@@ -508,6 +620,7 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<ExitCode> {
         realm,
         username,
         password_stdin,
+        admin: make_admin,
         place,
         json,
     } = command;
@@ -521,6 +634,12 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<ExitCode> {
         let (user, generated) = identity
             .add_user(&realm, &username, password, &RequestContext::operator())
             .await?;
+        if make_admin {
+            identity
+                .store()
+                .set_realm_admin(&realm.id, &user.username, true)
+                .await?;
+        }
         // Every user gets a mailbox with the standard folders at once.
         let account = keyscope_mail::account::ensure_account(
             identity.store(),
@@ -530,7 +649,8 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<ExitCode> {
         .await?;
         if json {
             let mut value = json!({"realm": realm.id, "username": user.username, "sub": user.id,
-                                   "email": account.email, "mail_account": account.id});
+                                   "email": account.email, "mail_account": account.id,
+                                   "admin": make_admin});
             if let (Some(p), Some(map)) = (&generated, value.as_object_mut()) {
                 map.insert("password".into(), Value::String(p.to_string()));
             }

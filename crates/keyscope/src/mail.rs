@@ -51,6 +51,53 @@ const MAX_MBOX_BYTES: usize = 1 << 30;
 /// Messages filed per transaction.
 const BATCH: usize = 500;
 
+/// A user's mailbox by role (`inbox`, `archive`, …) or, failing that, by name.
+async fn find_mailbox(
+    store: &keyscope_store::Store,
+    account: &keyscope_store::MailAccount,
+    wanted: &str,
+) -> anyhow::Result<keyscope_store::MailboxRecord> {
+    let mailboxes = store.mailboxes(&account.id).await?;
+    let role = wanted.to_ascii_lowercase();
+    mailboxes
+        .iter()
+        .find(|m| m.role.as_deref() == Some(role.as_str()))
+        .or_else(|| {
+            mailboxes
+                .iter()
+                .find(|m| m.name.eq_ignore_ascii_case(wanted))
+        })
+        .cloned()
+        .with_context(|| format!("{} has no mailbox {wanted:?}", account.email))
+}
+
+/// Files one message into a user's Inbox (incident notices to tenant administrators).
+/// Returns the mailbox address.
+pub(crate) async fn deliver_to_inbox(
+    store: &keyscope_store::Store,
+    realm: &str,
+    username: &str,
+    raw: &[u8],
+) -> anyhow::Result<String> {
+    let account = keyscope_mail::account::account_of(
+        store,
+        realm,
+        username,
+        keyscope_mail::DEFAULT_MAIL_DOMAIN,
+    )
+    .await?;
+    let inbox = find_mailbox(store, &account, "inbox").await?;
+    let filing = Filing {
+        mailbox_ids: BTreeSet::from([inbox.id.clone()]),
+        keywords: BTreeSet::new(),
+        arrival: ingest::Arrival::Sent,
+    };
+    let mut tx = store.begin_mail(&account.id).await?;
+    ingest::file_message(&mut tx, raw, &filing).await?;
+    tx.commit().await?;
+    Ok(account.email)
+}
+
 pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
     let MailCommand::Import(args) = command;
     // Read and split everything before touching the store, so a bad file stops nothing
@@ -82,17 +129,7 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
             keyscope_mail::DEFAULT_MAIL_DOMAIN,
         )
         .await?;
-        let mailboxes = store.mailboxes(&account.id).await?;
-        let wanted = args.mailbox.to_ascii_lowercase();
-        let mailbox = mailboxes
-            .iter()
-            .find(|m| m.role.as_deref() == Some(wanted.as_str()))
-            .or_else(|| {
-                mailboxes
-                    .iter()
-                    .find(|m| m.name.eq_ignore_ascii_case(&args.mailbox))
-            })
-            .with_context(|| format!("{} has no mailbox {:?}", account.email, args.mailbox))?;
+        let mailbox = find_mailbox(store, &account, &args.mailbox).await?;
         let keywords: BTreeSet<String> = if args.seen {
             BTreeSet::from(["$seen".to_owned()])
         } else {

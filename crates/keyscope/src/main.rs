@@ -11,9 +11,12 @@ mod bench;
 mod bench_audit;
 mod bench_http;
 mod checkpoint_copy;
+mod hunt;
 mod identity;
+mod incident;
 mod input;
 mod key;
+mod live;
 mod mail;
 mod token;
 
@@ -59,6 +62,12 @@ enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Hunt through log files with the detection rules (Keyscope audit exports, Microsoft 365
+    /// Unified Audit Log exports, Entra ID sign-in logs). Exit 0: no findings, 1: findings.
+    Hunt(hunt::HuntArgs),
+    /// Incident response: the blast radius of a key, tenant notices.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
     /// Mailboxes (the JMAP mail service's data).
     #[command(subcommand)]
     Mail(mail::MailCommand),
@@ -84,6 +93,8 @@ fn main() -> ExitCode {
         Command::Key(command) => key::run(command),
         Command::Audit(command) => audit::run(command),
         Command::Mail(command) => mail::run(command),
+        Command::Hunt(args) => hunt::run(args),
+        Command::Incident(command) => incident::run(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

@@ -251,6 +251,71 @@ impl Store {
         rows.iter().map(Realm::from_row).collect()
     }
 
+    /// Sets (or, with `None`, clears) the URL a tenant's incident notices are POSTed to.
+    /// `NotFound` if the realm does not exist.
+    pub async fn set_notify_webhook(
+        &self,
+        realm: &str,
+        url: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE realms SET notify_webhook = $1 WHERE id = $2")
+            .bind(url)
+            .bind(realm)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("realm {realm:?}")));
+        }
+        Ok(())
+    }
+
+    /// The URL a tenant's incident notices are POSTed to, if set.
+    pub async fn notify_webhook(&self, realm: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT notify_webhook FROM realms WHERE id = $1")
+            .bind(realm)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>(0))
+            .transpose()?
+            .flatten())
+    }
+
+    /// Makes a user one of its realm's administrators (or not). `NotFound` if no such user.
+    pub async fn set_realm_admin(
+        &self,
+        realm: &str,
+        username: &str,
+        admin: bool,
+    ) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE users SET realm_admin = $1 WHERE realm_id = $2 AND username = $3")
+                .bind(i64::from(admin))
+                .bind(realm)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user {username:?} in {realm:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The usernames of a realm's administrators, by name.
+    pub async fn realm_admins(&self, realm: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT username FROM users WHERE realm_id = $1 AND realm_admin <> 0 ORDER BY username",
+        )
+        .bind(realm)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
+    }
+
     // ----- users -----
 
     /// Adds a user; `Conflict` if the username is taken in that realm.

@@ -10,6 +10,7 @@ use crate::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_mail.sql")),
+    (3, include_str!("../migrations/0003_response.sql")),
 ];
 
 /// Applies every migration newer than the database's version.

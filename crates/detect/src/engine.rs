@@ -164,6 +164,11 @@ pub struct Detector {
     keys: HashMap<String, KeyFacts>,
     /// (rule id, entity) pairs already alerted elsewhere (from `Alert` records).
     alerted: HashSet<(String, String)>,
+    /// Accepted tokens not (yet) in the ledger, waiting out the rule's grace: token id →
+    /// (deadline, finding). A `TokenIssued` for the id cancels it.
+    pending: HashMap<String, (i64, Finding)>,
+    /// (deadline, token id) in arrival order, to emit the pending findings that came due.
+    pending_order: VecDeque<(i64, String)>,
     processed: u64,
     forgotten: u64,
 }
@@ -222,6 +227,8 @@ impl Detector {
             ledger_retention: ledger_retention.unwrap_or(0),
             keys: HashMap::new(),
             alerted: HashSet::new(),
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
             processed: 0,
             forgotten: 0,
             rules: set.rules,
@@ -262,7 +269,7 @@ impl Detector {
             }
             return Vec::new();
         }
-        let mut findings = Vec::new();
+        let mut findings = self.flush(time);
         let matches = self.sigma.evaluate(&JsonEvent::borrow(&record.event));
         for matched in matches {
             let Some(&index) = matched
@@ -281,10 +288,35 @@ impl Detector {
         findings
     }
 
-    /// Time-driven findings (a key that ages past the policy without being used). Live
-    /// detection calls this on a timer with the wall clock.
+    /// Findings that were waiting for a grace period that has ended by `now` (accepted
+    /// tokens whose issuance never showed up). Live detection calls this every second.
+    pub fn flush(&mut self, now: i64) -> Vec<Finding> {
+        let mut due = Vec::new();
+        while let Some((deadline, _)) = self.pending_order.front() {
+            if *deadline > now {
+                break;
+            }
+            let Some((deadline, jti)) = self.pending_order.pop_front() else {
+                break;
+            };
+            if self.pending.get(&jti).is_some_and(|(d, _)| *d == deadline)
+                && let Some((_, finding)) = self.pending.remove(&jti)
+            {
+                due.push(finding);
+            }
+        }
+        due
+    }
+
+    /// The end of a hunt's input: every finding still waiting is emitted.
+    pub fn finish(&mut self) -> Vec<Finding> {
+        self.flush(i64::MAX)
+    }
+
+    /// Time-driven findings (a key that ages past the policy without being used; accepted
+    /// tokens whose grace ran out). Live detection calls this on a timer with the wall clock.
     pub fn tick(&mut self, now: i64) -> Vec<Finding> {
-        let mut findings = Vec::new();
+        let mut findings = self.flush(now);
         for index in 0..self.rules.len() {
             let Some(Rule {
                 stateful: Some(Stateful::KeyAge { max_age, .. }),
@@ -508,6 +540,7 @@ impl Detector {
             Some(Stateful::NotIssued {
                 field,
                 retention,
+                grace,
                 verdict,
             }) => {
                 let token = record.str(&field);
@@ -530,7 +563,28 @@ impl Detector {
                 if let Some(t) = token {
                     entity.push((field.clone(), t.to_owned()));
                 }
-                Some(self.finding(index, record, time, entity, summary, vec![evidence()], 1))
+                let finding =
+                    self.finding(index, record, time, entity, summary, vec![evidence()], 1);
+                match token {
+                    // Not yet in the ledger: wait for the issuance record up to the grace.
+                    Some(t) if !said && self.pending.len() < MAX_GROUPS => {
+                        let deadline = time.saturating_add(grace.micros);
+                        match self.pending.get_mut(t) {
+                            Some((_, waiting)) => {
+                                waiting.record_count += 1;
+                                if waiting.records.len() < MAX_EVIDENCE {
+                                    waiting.records.extend(finding.records);
+                                }
+                            }
+                            None => {
+                                self.pending_order.push_back((deadline, t.to_owned()));
+                                self.pending.insert(t.to_owned(), (deadline, finding));
+                            }
+                        }
+                        None
+                    }
+                    _ => Some(finding),
+                }
             }
             Some(Stateful::RevokedKey { field, verdict }) => {
                 let kid = record.str(&field);
@@ -648,6 +702,7 @@ impl Detector {
         match operation {
             "TokenIssued" if self.wants_ledger => {
                 if let Some(jti) = record.str("TokenId") {
+                    self.pending.remove(jti);
                     if self.ledger.len() >= MAX_LEDGER {
                         self.sweep_ledger();
                     }

@@ -118,6 +118,11 @@ pub enum Stateful {
         field: String,
         /// How long an issued token id is remembered (at least the longest token lifetime).
         retention: Duration,
+        /// How long an accepted token may wait for its `TokenIssued` record: records reach
+        /// the log by different paths (an admin command's issuance goes through the outbox),
+        /// so the use can be logged before the issuance. Verdict events do not wait.
+        #[serde(default = "default_grace")]
+        grace: Duration,
         /// Members that mean "the source already found it not issued".
         #[serde(default)]
         verdict: BTreeMap<String, String>,
@@ -140,6 +145,10 @@ pub enum Stateful {
         /// The rotation policy.
         max_age: Duration,
     },
+}
+
+fn default_grace() -> Duration {
+    Duration { micros: 10_000_000 }
 }
 
 /// A span of time written `90s`, `15m`, `1h`, `14d` (or a plain number of seconds).

@@ -34,7 +34,9 @@ fn record(at: i64, fields: Value) -> Record {
 
 fn run(records: &[Record]) -> Vec<Finding> {
     let mut detector = Detector::new(RuleSet::builtin().unwrap()).unwrap();
-    records.iter().flat_map(|r| detector.process(r)).collect()
+    let mut found: Vec<Finding> = records.iter().flat_map(|r| detector.process(r)).collect();
+    found.extend(detector.finish());
+    found
 }
 
 fn fired<'a>(findings: &'a [Finding], rule: &str) -> Vec<&'a Finding> {
@@ -387,4 +389,35 @@ fn alerts_are_not_evaluated() {
         json!({"Operation": "Alert", "AlertId": "ks-mail-ioc-ip", "ClientIPAddress": "51.89.156.153"}),
     );
     assert!(run(&[alert]).is_empty());
+}
+
+#[test]
+fn an_accepted_token_waits_for_its_issuance_record() {
+    // The use is logged before the issuance (an admin command's TokenIssued goes through
+    // the outbox): no finding when the issuance arrives within the grace.
+    let mut detector = Detector::new(RuleSet::builtin().unwrap()).unwrap();
+    let mut found = detector.process(&validated(T0, "Success", None, json!({"TokenId": "late"})));
+    found.extend(detector.process(&issued(T0 + 2_000_000, "late", "contoso-1")));
+    found.extend(detector.process(&issued(T0 + 60_000_000, "other", "contoso-1")));
+    found.extend(detector.finish());
+    assert!(
+        fired(&found, "ks-token-not-issued").is_empty(),
+        "{found:#?}"
+    );
+    // Never issued: the finding comes once the grace has passed (by a later record, the
+    // clock, or the end of the input), once, with every use.
+    let mut detector = Detector::new(RuleSet::builtin().unwrap()).unwrap();
+    let mut found = detector.process(&validated(T0, "Success", None, json!({"TokenId": "never"})));
+    found.extend(detector.process(&validated(
+        T0 + 1,
+        "Success",
+        None,
+        json!({"TokenId": "never"}),
+    )));
+    assert!(fired(&found, "ks-token-not-issued").is_empty());
+    let due = detector.flush(T0 + 11_000_000);
+    let due = fired(&due, "ks-token-not-issued");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].record_count, 2);
+    assert!(detector.finish().is_empty());
 }

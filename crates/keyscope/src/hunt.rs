@@ -110,6 +110,15 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         done_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     }
     progress.finish();
+    // Findings that were waiting (an accepted token whose issuance never came).
+    for finding in detector.finish() {
+        finding_count += 1;
+        if args.json {
+            let _ = writeln!(out, "{}", finding.to_json());
+        } else if findings.len() < MAX_TABLE_ROWS {
+            findings.push(finding);
+        }
+    }
     if !args.json {
         findings.sort_by_key(|f| f.time);
         let _ = write!(out, "{}", findings_table(&findings));

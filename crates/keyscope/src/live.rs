@@ -90,6 +90,9 @@ pub fn spawn(
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 }
+                for finding in detector.flush(keyscope_audit::event::now_micros()) {
+                    alerts.raise(&finding);
+                }
                 if last_tick.elapsed() >= TICK {
                     last_tick = Instant::now();
                     for finding in detector.tick(keyscope_audit::event::now_micros()) {

@@ -13,6 +13,8 @@
 //!
 //! Invalid dates and times (February 30, month 13, hour 24, second 60) are refused.
 
+use keyscope_audit::event::{days_from_civil, days_in_month};
+
 /// Parses any of the formats above into microseconds since the Unix epoch, UTC.
 pub fn parse_any_time(text: &str) -> Option<i64> {
     let text = text.trim();
@@ -265,26 +267,6 @@ fn parse_dotnet(inner: &str) -> Option<i64> {
     }
     let millis = if negative { -millis } else { millis };
     millis.checked_mul(1000)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@
 
 pub mod engine;
 pub mod import;
+pub mod prefilter;
 pub mod record;
 pub mod report;
 pub mod rules;
 pub mod time;
 
 pub use engine::{Detector, Evidence, Finding};
+pub use prefilter::Prefilter;
 pub use record::{CANONICAL_FIELDS, Origin, Record};
 pub use report::IncidentReport;
 pub use rules::{LoadError, Rule, RuleSet, Stateful};

@@ -53,8 +53,11 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         .format
         .parse()
         .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
-    let mut detector =
-        Detector::new(load_rules(args.rules.as_deref())?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rules = load_rules(args.rules.as_deref())?;
+    // Lines no rule can select are skipped unparsed (see keyscope_detect::prefilter).
+    let prefilter = keyscope_detect::Prefilter::for_rules(&rules);
+    let may_match = |raw: &[u8]| prefilter.as_ref().is_none_or(|p| p.may_match(raw));
+    let mut detector = Detector::new(rules).map_err(|e| anyhow::anyhow!("{e}"))?;
     let total_bytes: u64 = args
         .files
         .iter()
@@ -83,9 +86,10 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        let result = import::read_path(
+        let result = import::read_path_filtered(
             file,
             format,
+            &may_match,
             &mut |record| emit(detector.process(&record)),
             &mut |unparseable| {
                 bad_count += 1;

@@ -161,6 +161,34 @@ pub fn read_path(
     read_from(file, &name, format, on_record, on_bad, on_progress)
 }
 
+/// Like [`read_path`], skipping unparsed the JSON lines (of `ual` and `keyscope` inputs)
+/// for which `prefilter` says no rule can match (see [`crate::Prefilter`]). Skipped lines
+/// are still checked to be JSON objects (unparseable ones are reported) and counted in
+/// `records`, but not passed to `on_record`.
+pub fn read_path_filtered(
+    path: &Path,
+    format: Format,
+    prefilter: &dyn Fn(&[u8]) -> bool,
+    on_record: &mut dyn FnMut(Record),
+    on_bad: &mut dyn FnMut(Unparseable),
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<(Format, ImportStats), ImportError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|error| ImportError::Io {
+        input: name.clone(),
+        error,
+    })?;
+    read_with(
+        file,
+        &name,
+        format,
+        Some(prefilter),
+        on_record,
+        on_bad,
+        on_progress,
+    )
+}
+
 /// Like [`read_path`], from any reader; `source` is the name put in each [`Origin`].
 pub fn read_from(
     reader: impl Read,
@@ -170,8 +198,21 @@ pub fn read_from(
     on_bad: &mut dyn FnMut(Unparseable),
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<(Format, ImportStats), ImportError> {
+    read_with(reader, source, format, None, on_record, on_bad, on_progress)
+}
+
+fn read_with(
+    reader: impl Read,
+    source: &str,
+    format: Format,
+    prefilter: Option<&dyn Fn(&[u8]) -> bool>,
+    on_record: &mut dyn FnMut(Record),
+    on_bad: &mut dyn FnMut(Unparseable),
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<(Format, ImportStats), ImportError> {
     let bytes = Rc::new(Cell::new(0u64));
     let mut sink = Sink {
+        prefilter,
         format,
         source: Arc::from(source),
         on_record,
@@ -262,6 +303,19 @@ fn read_lines(input: impl io::BufRead, sink: &mut Sink<'_>) -> io::Result<()> {
         while buf.last() == Some(&0) {
             buf.pop();
         }
+        if let Some(prefilter) = sink.prefilter
+            && matches!(sink.format, Format::Ual | Format::Keyscope)
+            && !prefilter(&buf)
+        {
+            // No rule can select it: check it is an object without building it.
+            let object = buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&buf) {
+                Ok(_) if object => sink.skipped(),
+                Ok(_) => sink.bad(info.number, "not a JSON object"),
+                Err(e) => sink.bad(info.number, format!("invalid JSON: {e}")),
+            }
+            continue;
+        }
         match serde_json::from_slice::<Value>(&buf) {
             Ok(value) => sink.value(info.number, value),
             Err(e) => sink.bad(info.number, format!("invalid JSON: {e}")),
@@ -272,6 +326,7 @@ fn read_lines(input: impl io::BufRead, sink: &mut Sink<'_>) -> io::Result<()> {
 
 /// Where records and failures go, with the running statistics.
 pub(crate) struct Sink<'a> {
+    prefilter: Option<&'a dyn Fn(&[u8]) -> bool>,
     format: Format,
     source: Arc<str>,
     on_record: &'a mut dyn FnMut(Record),
@@ -283,6 +338,12 @@ pub(crate) struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// A line the pre-filter ruled out: read and counted, not parsed.
+    fn skipped(&mut self) {
+        self.stats.records += 1;
+        self.tick();
+    }
+
     fn bad(&mut self, line: u64, reason: impl Into<String>) {
         self.stats.unparseable += 1;
         (self.on_bad)(Unparseable {

@@ -829,6 +829,14 @@ pub fn run_key(command: ServiceKeyCommand) -> anyhow::Result<ExitCode> {
                     key.realm_id,
                     reason.trim()
                 );
+                // The response path: refusal is immediate; what the key reached is next.
+                println!(
+                    "validators refuse it now; live detection alerts on any further use (ks-token-revoked-key)"
+                );
+                println!(
+                    "blast radius and tenant notices: keyscope incident report --kid {} --notify",
+                    key.kid
+                );
             }
             Ok(ExitCode::SUCCESS)
         }),

@@ -163,7 +163,13 @@ fn forged_tokens_raise_alerts_then_revocation_report_and_notices_follow() {
         master_key: Some(random_master_key()),
     };
     let alerts = dir.join("alerts.jsonl");
-    let server = Server::start(&place, "server", &["--alert-file", s(&alerts)], &logs);
+    let (alert_url, alert_posts) = webhook();
+    let server = Server::start(
+        &place,
+        "server",
+        &["--alert-file", s(&alerts), "--alert-webhook", &alert_url],
+        &logs,
+    );
     place.ok(&["tenant", "create", "contoso"]);
     let alice = place
         .ok(&["user", "add", "--tenant", "contoso", "alice", "--json"])
@@ -281,6 +287,14 @@ fn forged_tokens_raise_alerts_then_revocation_report_and_notices_follow() {
             .count(),
         1
     );
+
+    // The alert webhook got them too (its first POST was refused and retried).
+    wait_until(Duration::from_secs(30), "alerts at the webhook", || {
+        alert_posts.lock().unwrap().iter().any(|body| {
+            serde_json::from_str::<Value>(body).unwrap()["rule_id"]
+                == "ks-token-key-issuer-mismatch"
+        })
+    });
 
     // Response: revoke the consumer key. The forged token is now refused for that, and the
     // attempt raises ks-token-revoked-key.

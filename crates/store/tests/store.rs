@@ -343,3 +343,76 @@ async fn reopening_keeps_data_and_bad_urls_are_refused() {
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn notice_webhooks_and_realm_administrators() {
+    for (name, store, dir) in stores().await {
+        store.ensure_consumer_realm(10).await.unwrap();
+        store
+            .create_realm("contoso", RealmKind::Tenant, 12)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.notify_webhook("contoso").await.unwrap(),
+            None,
+            "{name}"
+        );
+        store
+            .set_notify_webhook("contoso", Some("https://soc.example/hook"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.notify_webhook("contoso").await.unwrap().as_deref(),
+            Some("https://soc.example/hook"),
+            "{name}"
+        );
+        store.set_notify_webhook("contoso", None).await.unwrap();
+        assert_eq!(
+            store.notify_webhook("contoso").await.unwrap(),
+            None,
+            "{name}"
+        );
+        assert!(matches!(
+            store.set_notify_webhook("nowhere", Some("https://x")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        for (id, username) in [("u1", "bob"), ("u2", "alice"), ("u3", "carol")] {
+            store
+                .add_user(&User {
+                    id: id.into(),
+                    realm_id: "contoso".into(),
+                    username: username.into(),
+                    password_hash: None,
+                    created_at: 14,
+                })
+                .await
+                .unwrap();
+        }
+        assert!(store.realm_admins("contoso").await.unwrap().is_empty());
+        store.set_realm_admin("contoso", "bob", true).await.unwrap();
+        store
+            .set_realm_admin("contoso", "alice", true)
+            .await
+            .unwrap();
+        store
+            .set_realm_admin("contoso", "alice", false)
+            .await
+            .unwrap();
+        store
+            .set_realm_admin("contoso", "carol", true)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.realm_admins("contoso").await.unwrap(),
+            ["bob", "carol"],
+            "{name}"
+        );
+        assert!(store.realm_admins("consumers").await.unwrap().is_empty());
+        assert!(matches!(
+            store.set_realm_admin("contoso", "nobody", true).await,
+            Err(StoreError::NotFound(_))
+        ));
+        store.close().await;
+        cleanup(dir);
+    }
+}

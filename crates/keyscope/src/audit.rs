@@ -39,7 +39,7 @@ pub enum AuditCommand {
     Append {
         #[command(flatten)]
         data_dir: DataDir,
-        /// Also send the latest checkpoint, when done, to a file or to an http:// endpoint
+        /// Also send the latest checkpoint, when done, to a file or to an http:// or https:// endpoint
         /// (POST, JSON body): a copy kept out of an attacker's reach.
         #[arg(long, value_name = "FILE|URL")]
         checkpoint_copy: Option<crate::checkpoint_copy::Target>,

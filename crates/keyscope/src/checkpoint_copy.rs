@@ -14,6 +14,8 @@ use keyscope_audit::Checkpoint;
 pub enum Target {
     /// A file (replaced).
     File(std::path::PathBuf),
+    /// `https://…`, by POST with a JSON body over TLS (the system's trusted roots).
+    Https(String),
     /// `http://host[:port]/path`, by POST with a JSON body.
     Http {
         host: String,
@@ -49,8 +51,16 @@ impl std::str::FromStr for Target {
                 path: path.to_owned(),
             });
         }
-        if text.starts_with("https://") {
-            return Err("https:// is not supported yet; use http:// to a collector on a trusted network, or a file".into());
+        if let Some(rest) = text.strip_prefix("https://") {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if authority.is_empty()
+                || authority.contains('@')
+                || text.len() > 2048
+                || !text.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(format!("invalid URL {text:?}"));
+            }
+            return Ok(Target::Https(text.to_owned()));
         }
         if text.is_empty() {
             return Err("empty checkpoint target".into());
@@ -67,7 +77,38 @@ pub fn publish(target: &Target, checkpoint: &Checkpoint) -> anyhow::Result<()> {
             std::fs::write(path, body).with_context(|| format!("cannot write {}", path.display()))
         }
         Target::Http { host, port, path } => post(host, *port, path, &body),
+        Target::Https(url) => post_tls(url, body),
     }
+}
+
+fn post_tls(url: &str, body: String) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("HTTP client")?;
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header(
+                "user-agent",
+                concat!("keyscope/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the checkpoint endpoint {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("checkpoint endpoint {url} answered {}", status.as_u16());
+        }
+        Ok(())
+    })
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -129,7 +170,12 @@ mod tests {
                 path: "/".into()
             })
         );
-        assert!("https://x/".parse::<Target>().is_err());
+        assert_eq!(
+            "https://collector.example/cp".parse(),
+            Ok(Target::Https("https://collector.example/cp".into()))
+        );
+        assert!("https://user@x/".parse::<Target>().is_err());
+        assert!("https:///x".parse::<Target>().is_err());
         assert!("http://x:99999/".parse::<Target>().is_err());
         assert!("http://a b/".parse::<Target>().is_err());
         assert!("http://user@x/".parse::<Target>().is_err());

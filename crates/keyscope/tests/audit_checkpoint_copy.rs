@@ -110,9 +110,24 @@ fn a_failing_collector_is_reported_after_the_events_are_durable() {
 }
 
 #[test]
-fn https_is_refused_as_a_usage_error() {
+fn an_unreachable_https_collector_is_reported_after_the_events_are_durable() {
     let dir = data_dir("https");
-    let output = append(&dir, "https://collector.example/");
+    // A closed port: the TLS connection cannot be made.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = append(&dir, &format!("https://127.0.0.1:{port}/checkpoints"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the checkpoint endpoint"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+    // A URL with credentials is refused before anything is read.
+    let output = append(&dir, "https://user:pw@collector.example/");
     assert_eq!(output.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,7 +14,7 @@
 //! wildcards, non-ASCII text, negations, quantified selectors, IPv6 text that normalisation
 //! may rewrite) makes the whole rule set unanchored, and nothing is skipped.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use rsigma_parser::{ConditionExpr, Detection, DetectionItem, Modifier, SigmaValue, StringPart};
 
 use crate::rules::{Rule, RuleSet};
@@ -51,6 +51,8 @@ impl Prefilter {
         all.dedup();
         let anchors = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
+            // A DFA: a few hundred KiB for the pack, and the fastest scan per byte.
+            .kind(Some(AhoCorasickKind::DFA))
             .match_kind(MatchKind::LeftmostFirst)
             .build(&all)
             .ok()?;
@@ -100,18 +102,26 @@ fn condition_anchors(condition: &ConditionExpr, rule: &Rule) -> Option<Vec<Strin
             }
             Some(all)
         }
-        // One anchored conjunct is enough: the smallest set.
-        ConditionExpr::And(parts) => parts
-            .iter()
-            .filter_map(|p| condition_anchors(p, rule))
-            .min_by_key(Vec::len),
+        // One anchored conjunct is enough: the most selective one.
+        ConditionExpr::And(parts) => {
+            most_selective(parts.iter().filter_map(|p| condition_anchors(p, rule)))
+        }
         ConditionExpr::Not(_) | ConditionExpr::Selector { .. } => None,
     }
 }
 
+/// Of several sufficient anchor sets, the one least likely to match an unrelated line: its
+/// shortest string is the longest, then it has the fewest strings.
+fn most_selective(sets: impl Iterator<Item = Vec<String>>) -> Option<Vec<String>> {
+    sets.max_by_key(|set| {
+        let shortest = set.iter().map(String::len).min().unwrap_or(0);
+        (shortest, std::cmp::Reverse(set.len()))
+    })
+}
+
 fn detection_anchors(detection: &Detection) -> Option<Vec<String>> {
     match detection {
-        Detection::AllOf(items) => items.iter().filter_map(item_anchors).min_by_key(Vec::len),
+        Detection::AllOf(items) => most_selective(items.iter().filter_map(item_anchors)),
         Detection::AnyOf(parts) => {
             let mut all = Vec::new();
             for part in parts {

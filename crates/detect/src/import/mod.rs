@@ -161,6 +161,9 @@ pub fn read_path(
     read_from(file, &name, format, on_record, on_bad, on_progress)
 }
 
+/// Says whether a raw JSON line may matter (false: skip it unparsed).
+pub type LineFilter = dyn Fn(&[u8]) -> bool;
+
 /// Like [`read_path`], skipping unparsed the JSON lines (of `ual` and `keyscope` inputs)
 /// for which `prefilter` says no rule can match (see [`crate::Prefilter`]). Skipped lines
 /// are still checked to be JSON objects (unparseable ones are reported) and counted in
@@ -168,7 +171,7 @@ pub fn read_path(
 pub fn read_path_filtered(
     path: &Path,
     format: Format,
-    prefilter: &dyn Fn(&[u8]) -> bool,
+    prefilter: &LineFilter,
     on_record: &mut dyn FnMut(Record),
     on_bad: &mut dyn FnMut(Unparseable),
     on_progress: &mut dyn FnMut(u64),
@@ -205,7 +208,7 @@ fn read_with(
     reader: impl Read,
     source: &str,
     format: Format,
-    prefilter: Option<&dyn Fn(&[u8]) -> bool>,
+    prefilter: Option<&LineFilter>,
     on_record: &mut dyn FnMut(Record),
     on_bad: &mut dyn FnMut(Unparseable),
     on_progress: &mut dyn FnMut(u64),
@@ -326,7 +329,7 @@ fn read_lines(input: impl io::BufRead, sink: &mut Sink<'_>) -> io::Result<()> {
 
 /// Where records and failures go, with the running statistics.
 pub(crate) struct Sink<'a> {
-    prefilter: Option<&'a dyn Fn(&[u8]) -> bool>,
+    prefilter: Option<&'a LineFilter>,
     format: Format,
     source: Arc<str>,
     on_record: &'a mut dyn FnMut(Record),

@@ -162,7 +162,7 @@ pub fn read_path(
 }
 
 /// Says whether a raw JSON line may matter (false: skip it unparsed).
-pub type LineFilter = dyn Fn(&[u8]) -> bool;
+pub type LineFilter<'f> = dyn Fn(&[u8]) -> bool + 'f;
 
 /// Like [`read_path`], skipping unparsed the JSON lines (of `ual` and `keyscope` inputs)
 /// for which `prefilter` says no rule can match (see [`crate::Prefilter`]). Skipped lines
@@ -171,7 +171,7 @@ pub type LineFilter = dyn Fn(&[u8]) -> bool;
 pub fn read_path_filtered(
     path: &Path,
     format: Format,
-    prefilter: &LineFilter,
+    prefilter: &LineFilter<'_>,
     on_record: &mut dyn FnMut(Record),
     on_bad: &mut dyn FnMut(Unparseable),
     on_progress: &mut dyn FnMut(u64),
@@ -208,7 +208,7 @@ fn read_with(
     reader: impl Read,
     source: &str,
     format: Format,
-    prefilter: Option<&LineFilter>,
+    prefilter: Option<&LineFilter<'_>>,
     on_record: &mut dyn FnMut(Record),
     on_bad: &mut dyn FnMut(Unparseable),
     on_progress: &mut dyn FnMut(u64),
@@ -329,7 +329,7 @@ fn read_lines(input: impl io::BufRead, sink: &mut Sink<'_>) -> io::Result<()> {
 
 /// Where records and failures go, with the running statistics.
 pub(crate) struct Sink<'a> {
-    prefilter: Option<&'a LineFilter>,
+    prefilter: Option<&'a LineFilter<'a>>,
     format: Format,
     source: Arc<str>,
     on_record: &'a mut dyn FnMut(Record),

@@ -12,10 +12,15 @@ use serde_json::{Map, Value, json};
 /// Most message ids listed per mailbox group (the count is exact).
 const MAX_ITEMS_LISTED: usize = 1000;
 
+/// How the log writes a token id member (compact serde_json output).
+const TOKEN_MEMBER: &[u8] = b"\"TokenId\":\"";
+
 /// The incident report under construction.
 #[derive(Debug, Clone)]
 pub struct IncidentReport {
     kid: String,
+    kid_finder: memchr::memmem::Finder<'static>,
+    token_finder: memchr::memmem::Finder<'static>,
     since: Option<i64>,
     /// The key's own lifecycle records (created, activated, retired, revoked).
     lifecycle: Vec<Value>,
@@ -86,6 +91,8 @@ impl IncidentReport {
     pub fn new(kid: &str, since: Option<i64>) -> IncidentReport {
         IncidentReport {
             kid: kid.to_owned(),
+            kid_finder: memchr::memmem::Finder::new(kid.as_bytes()).into_owned(),
+            token_finder: memchr::memmem::Finder::new(TOKEN_MEMBER).into_owned(),
             since,
             lifecycle: Vec::new(),
             key_realm: None,
@@ -102,9 +109,29 @@ impl IncidentReport {
     /// True when a raw record could matter to this report (the binary's byte pre-filter):
     /// it names the key, or it is a mail record that may carry one of the key's tokens.
     pub fn may_concern(&self, raw: &[u8]) -> bool {
-        let has = |needle: &[u8]| memchr::memmem::find(raw, needle).is_some();
-        has(self.kid.as_bytes())
-            || (!self.tokens.is_empty() && (has(b"\"MailItemsAccessed\"") || has(b"\"Send\"")))
+        if self.kid_finder.find(raw).is_some() {
+            return true;
+        }
+        if self.tokens.is_empty() {
+            return false;
+        }
+        // A mail record matters only if it carries one of the key's token ids: read the
+        // `"TokenId":"…"` values from the bytes rather than parsing every record.
+        let mut rest = raw;
+        while let Some(at) = self.token_finder.find(rest) {
+            let value = rest.get(at + TOKEN_MEMBER.len()..).unwrap_or_default();
+            let end = memchr::memchr(b'"', value).unwrap_or(value.len());
+            let text = value.get(..end).unwrap_or_default();
+            // An escaped value cannot be compared as bytes: parse the record.
+            if text.contains(&b'\\') {
+                return true;
+            }
+            if std::str::from_utf8(text).is_ok_and(|t| self.tokens.contains(t)) {
+                return true;
+            }
+            rest = value.get(end..).unwrap_or_default();
+        }
+        false
     }
 
     /// Adds one record (in log order) with its time and seq.

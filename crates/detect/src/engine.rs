@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use rsigma_eval::{Engine as SigmaEngine, JsonEvent};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::record::{Origin, Record};
 use crate::rules::{Rule, RuleSet, Stateful};
@@ -67,47 +67,88 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// The finding as a JSON object (the `--json` line of a hunt, the alert sink's line).
+    /// The finding as a JSON object (the alert sink's line).
     pub fn to_json(&self) -> Value {
-        let entity: Map<String, Value> = self
-            .entity
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let records: Vec<Value> = self
-            .records
-            .iter()
-            .map(|e| {
-                let mut origin = Map::new();
-                if let Some(seq) = e.origin.seq {
-                    origin.insert("seq".into(), json!(seq));
-                }
-                origin.insert("source".into(), json!(&*e.origin.source));
-                origin.insert("line".into(), json!(e.origin.line));
-                origin.insert("event".into(), e.event.clone());
-                Value::Object(origin)
-            })
-            .collect();
-        json!({
-            "rule_id": self.rule_id,
-            "title": self.title,
-            "severity": self.level,
-            "time": self.time.map(keyscope_audit::event::format_time),
-            "tenant": self.tenant,
-            "user": self.user,
-            "app": self.app,
-            "ip": self.ip,
-            "entity": entity,
-            "summary": self.summary,
-            "record_count": self.record_count,
-            "records": records,
-        })
+        serde_json::to_value(self.view()).unwrap_or(Value::Null)
+    }
+
+    /// Writes the finding as one line of JSON (a hunt's `--json` output) without copying the
+    /// records it carries.
+    pub fn write_json_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, &self.view())?;
+        out.write_all(b"\n")
+    }
+
+    fn view(&self) -> FindingView<'_> {
+        FindingView {
+            rule_id: &self.rule_id,
+            title: &self.title,
+            severity: &self.level,
+            time: self.time.map(keyscope_audit::event::format_time),
+            tenant: self.tenant.as_deref(),
+            user: self.user.as_deref(),
+            app: self.app.as_deref(),
+            ip: self.ip.as_deref(),
+            entity: EntityView(&self.entity),
+            summary: &self.summary,
+            record_count: self.record_count,
+            records: self
+                .records
+                .iter()
+                .map(|e| EvidenceView {
+                    seq: e.origin.seq,
+                    source: &e.origin.source,
+                    line: e.origin.line,
+                    event: &e.event,
+                })
+                .collect(),
+        }
     }
 
     /// The audit log `seq`s of the triggering records (Keyscope's own records only).
     pub fn seqs(&self) -> Vec<u64> {
         self.records.iter().filter_map(|e| e.origin.seq).collect()
     }
+}
+
+/// A finding as it is written out (borrowed, so nothing is copied).
+#[derive(serde::Serialize)]
+struct FindingView<'a> {
+    rule_id: &'a str,
+    title: &'a str,
+    severity: &'a str,
+    time: Option<String>,
+    tenant: Option<&'a str>,
+    user: Option<&'a str>,
+    app: Option<&'a str>,
+    ip: Option<&'a str>,
+    entity: EntityView<'a>,
+    summary: &'a str,
+    record_count: u64,
+    records: Vec<EvidenceView<'a>>,
+}
+
+/// (field, value) pairs written as a JSON object.
+struct EntityView<'a>(&'a [(String, String)]);
+
+impl serde::Serialize for EntityView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct EvidenceView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    source: &'a str,
+    line: u64,
+    event: &'a Value,
 }
 
 /// Per-rule state of a stateful kind.
@@ -126,8 +167,23 @@ enum KindState {
 struct Watched {
     first: i64,
     last: i64,
-    /// "field=value" → last seen.
-    values: HashMap<String, i64>,
+    /// Per watched field (in the rule's order): value → last seen.
+    values: Vec<HashMap<String, i64>>,
+}
+
+/// Forgets the value seen longest ago, whichever field it belongs to.
+fn forget_oldest_value(values: &mut [HashMap<String, i64>]) {
+    let oldest = values
+        .iter()
+        .enumerate()
+        .flat_map(|(slot, map)| map.iter().map(move |(v, t)| (*t, slot, v)))
+        .min()
+        .map(|(_, slot, v)| (slot, v.clone()));
+    if let Some((slot, value)) = oldest
+        && let Some(map) = values.get_mut(slot)
+    {
+        map.remove(&value);
+    }
 }
 
 #[derive(Debug)]
@@ -264,7 +320,8 @@ impl Detector {
         let operation = record.str("Operation").unwrap_or_default();
         if operation == "Alert" {
             // Alerts are not evaluated (no feedback loop); they tell which keys are reported.
-            if let (Some(rule), Some(kid)) = (record.str("AlertId"), record.str("KeyId")) {
+            let rule = record.str("RuleId").or_else(|| record.str("AlertId"));
+            if let (Some(rule), Some(kid)) = (rule, record.str("KeyId")) {
                 self.alerted.insert((rule.to_owned(), kid.to_owned()));
             }
             return Vec::new();
@@ -410,42 +467,41 @@ impl Detector {
                     self.forgotten += 1;
                     return None;
                 }
-                let watched = entities.entry(key.clone()).or_insert_with(|| Watched {
+                let watched = entities.entry(key).or_insert_with(|| Watched {
                     first: time,
                     last: time,
-                    values: HashMap::new(),
+                    values: vec![HashMap::new(); values.len()],
                 });
                 watched.last = watched.last.max(time);
                 let learnt = time.saturating_sub(watched.first) >= baseline.micros;
                 let mut new_values = Vec::new();
-                for field in &values {
+                for (slot, field) in values.iter().enumerate() {
                     let Some(value) = record.str(field).filter(|v| !v.is_empty()) else {
                         continue;
                     };
-                    let name = format!("{field}={value}");
-                    let known = watched
-                        .values
-                        .get(&name)
-                        .is_some_and(|seen| time.saturating_sub(*seen) <= baseline.micros);
-                    if !known {
-                        new_values.push(name.clone());
-                    }
-                    if watched.values.len() >= MAX_VALUES_PER_ENTITY
-                        && !watched.values.contains_key(&name)
-                    {
-                        // Forget the value seen longest ago.
-                        if let Some(oldest) = watched
-                            .values
-                            .iter()
-                            .min_by_key(|(_, t)| **t)
-                            .map(|(k, _)| k.clone())
-                        {
-                            watched.values.remove(&oldest);
-                            self.forgotten += 1;
+                    let held: usize = watched.values.iter().map(HashMap::len).sum();
+                    let Some(seen) = watched.values.get_mut(slot) else {
+                        continue;
+                    };
+                    // Looked up by &str: no allocation for a value already known.
+                    match seen.get_mut(value) {
+                        Some(last) => {
+                            if time.saturating_sub(*last) > baseline.micros {
+                                new_values.push(format!("{field}={value}"));
+                            }
+                            *last = (*last).max(time);
+                        }
+                        None => {
+                            new_values.push(format!("{field}={value}"));
+                            if held >= MAX_VALUES_PER_ENTITY {
+                                forget_oldest_value(&mut watched.values);
+                                self.forgotten += 1;
+                            }
+                            if let Some(seen) = watched.values.get_mut(slot) {
+                                seen.insert(value.to_owned(), time);
+                            }
                         }
                     }
-                    let slot = watched.values.entry(name).or_insert(time);
-                    *slot = (*slot).max(time);
                 }
                 if !learnt || new_values.is_empty() {
                     return None;
@@ -456,7 +512,7 @@ impl Detector {
                     entity.join("/"),
                     baseline.display()
                 );
-                let pairs = pairs(&entity, &key);
+                let pairs = pairs(&entity, &values_of(record, &entity, false)?);
                 Some(self.finding(index, record, time, pairs, summary, vec![evidence()], 1))
             }
             Some(Stateful::Volume {
@@ -756,7 +812,9 @@ impl Detector {
                 (Some(Stateful::FirstSeen { baseline, .. }), KindState::FirstSeen(entities)) => {
                     let horizon = now.saturating_sub(baseline.micros);
                     for watched in entities.values_mut() {
-                        watched.values.retain(|_, t| *t >= horizon);
+                        for seen in &mut watched.values {
+                            seen.retain(|_, t| *t >= horizon);
+                        }
                     }
                     // An entity idle for a whole baseline starts again as new: nothing of its
                     // history is still inside the window anyway.

@@ -311,6 +311,8 @@ impl Identity {
                                 "signing key is older than the rotation policy");
                             let event = Event::new("Alert")
                                 .with("AlertId", Some("ks-key-age"))
+                                .with("RuleId", Some("ks-key-age"))
+                                .with("Severity", Some("medium"))
                                 .with("OrganizationId", Some(&overdue.realm))
                                 .with("KeyId", Some(&overdue.kid))
                                 .with_value("ActiveSeconds", json!(overdue.active_for));

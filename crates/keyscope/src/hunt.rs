@@ -80,7 +80,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
             for finding in found {
                 finding_count += 1;
                 if args.json {
-                    let _ = writeln!(out, "{}", finding.to_json());
+                    let _ = finding.write_json_line(&mut out);
                 } else if findings.len() < MAX_TABLE_ROWS {
                     findings.push(finding);
                 }
@@ -118,7 +118,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     for finding in detector.finish() {
         finding_count += 1;
         if args.json {
-            let _ = writeln!(out, "{}", finding.to_json());
+            let _ = finding.write_json_line(&mut out);
         } else if findings.len() < MAX_TABLE_ROWS {
             findings.push(finding);
         }

@@ -266,7 +266,10 @@ fn alert_event(finding: &Finding) -> Map<String, Value> {
             keyscope_audit::event::now_micros()
         )),
     );
+    // `AlertId` names the rule, as the identity service's own key-age alarm does; `RuleId`
+    // says so explicitly for readers who expect UAL's per-instance AlertId.
     put("AlertId", json!(finding.rule_id));
+    put("RuleId", json!(finding.rule_id));
     put("Severity", json!(finding.level));
     put("Title", json!(finding.title));
     if !finding.summary.is_empty() {

@@ -278,6 +278,8 @@ fn forged_tokens_raise_alerts_then_revocation_report_and_notices_follow() {
         .find(|r| r["AlertId"] == "ks-token-unknown-key-burst")
         .unwrap();
     assert_eq!(burst["RecordCount"], 10);
+    assert_eq!(burst["RuleId"], "ks-token-unknown-key-burst");
+    assert_eq!(burst["Entities"]["ClientIPAddress"], "127.0.0.1");
     assert_eq!(burst["Severity"], "high");
     // De-duplicated: one alert per rule and entity, not one per attempt.
     assert_eq!(

@@ -153,12 +153,16 @@ pub fn read_path(
     on_bad: &mut dyn FnMut(Unparseable),
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<(Format, ImportStats), ImportError> {
+    let (file, name) = open(path)?;
+    read_with(file, &name, format, None, on_record, on_bad, on_progress)
+}
+
+fn open(path: &Path) -> Result<(std::fs::File, String), ImportError> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|error| ImportError::Io {
-        input: name.clone(),
-        error,
-    })?;
-    read_from(file, &name, format, on_record, on_bad, on_progress)
+    match std::fs::File::open(path) {
+        Ok(file) => Ok((file, name)),
+        Err(error) => Err(ImportError::Io { input: name, error }),
+    }
 }
 
 /// Says whether a raw JSON line may matter (false: skip it unparsed).
@@ -176,11 +180,7 @@ pub fn read_path_filtered(
     on_bad: &mut dyn FnMut(Unparseable),
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<(Format, ImportStats), ImportError> {
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|error| ImportError::Io {
-        input: name.clone(),
-        error,
-    })?;
+    let (file, name) = open(path)?;
     read_with(
         file,
         &name,

@@ -27,12 +27,14 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{BIN, KEYSCOPE_ENV, TempDir, free_port};
 use jmap_client::URI;
 use jmap_client::client::{Client, Credentials};
 use jmap_client::core::error::{JMAPError, MethodErrorType, ProblemType};
@@ -50,56 +52,12 @@ use jmap_client::email::{self, EmailBodyPart};
 use jmap_client::mailbox::{Mailbox, Role};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyscope");
-
-/// Environment variables of the binary that must not leak in from the developer's shell.
-const KEYSCOPE_ENV: [&str; 10] = [
-    "KEYSCOPE_DATA_DIR",
-    "KEYSCOPE_DATABASE_URL",
-    "KEYSCOPE_PUBLIC_URL",
-    "KEYSCOPE_MASTER_KEY",
-    "KEYSCOPE_LISTEN",
-    "KEYSCOPE_ROTATION_HOURS",
-    "KEYSCOPE_JWKS_MAX_AGE",
-    "KEYSCOPE_ACCESS_TOKEN_TTL",
-    "KEYSCOPE_SIGNING_ALG",
-    "RUST_LOG",
-];
-
 const ALICE: &str = "alice@contoso.keyscope.test";
 const BOB: &str = "bob@fabrikam.keyscope.test";
 
 // ---------------------------------------------------------------------------------------------
 // Harness: a temporary data directory, the CLI, and `keyscope up` as a child process
 // ---------------------------------------------------------------------------------------------
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "keyscope-jmap-client-{}-{}-{label}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `keyscope ARGS --data-dir DIR/data`, with none of the binary's variables from the shell.
 fn command(data_dir: &TempDir, args: &[&str]) -> Command {
@@ -129,15 +87,6 @@ fn cli(data_dir: &TempDir, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The status of a plain `GET path` (no client library: used only to wait for `/healthz`).

@@ -474,6 +474,11 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!("  mail (JMAP):        {public}/.well-known/jmap");
         let app = keyscope_identity::http::router(Arc::clone(&identity))
             .merge(keyscope_mail::http::router(mail));
+        let log = match identity.audit() {
+            AuditSink::Log(log) => Some(Arc::clone(log)),
+            AuditSink::Outbox(_) => None,
+        };
+        let app = crate::metrics::install(app, Arc::clone(&identity), log, None)?;
         let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -11,6 +11,8 @@ mod bench;
 mod bench_audit;
 mod bench_http;
 mod checkpoint_copy;
+mod config;
+mod demo;
 mod hunt;
 mod identity;
 mod incident;
@@ -18,6 +20,7 @@ mod input;
 mod key;
 mod live;
 mod mail;
+mod metrics;
 mod token;
 
 use std::process::ExitCode;
@@ -71,6 +74,12 @@ enum Command {
     /// Mailboxes (the JMAP mail service's data).
     #[command(subcommand)]
     Mail(mail::MailCommand),
+    /// The effective configuration (`config show`).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Drills: `demo storm-0558` replays the 2023 attack against a fresh Keyscope.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
     /// Measure this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -95,6 +104,8 @@ fn main() -> ExitCode {
         Command::Mail(command) => mail::run(command),
         Command::Hunt(args) => hunt::run(args),
         Command::Incident(command) => incident::run(command),
+        Command::Config(command) => config::run(command),
+        Command::Demo(command) => demo::run(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

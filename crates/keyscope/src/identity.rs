@@ -18,31 +18,30 @@ use keyscope_store::{KeyRecord, Realm, Store};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use crate::config::{Location, LogFormat, UpSettings};
 use crate::input::{print_json, read_bounded};
 
-/// Where the service keeps its state.
-#[derive(Args, Clone, Debug)]
+/// Where the service keeps its state. Each also comes from its `KEYSCOPE_*` variable or the
+/// configuration file (see `crate::config`).
+#[derive(Args, Clone, Debug, Default)]
 pub struct Place {
-    /// The data directory: SQLite database, master key, audit log.
-    #[arg(
-        long = "data-dir",
-        value_name = "DIR",
-        env = "KEYSCOPE_DATA_DIR",
-        default_value = "keyscope-data"
-    )]
-    pub data_dir: PathBuf,
+    /// The data directory: SQLite database, master key, audit log, keyscope.toml
+    /// [env: KEYSCOPE_DATA_DIR] [default: keyscope-data]
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Use PostgreSQL instead of SQLite (postgres://…). The master key and the audit log
-    /// stay in the data directory.
-    #[arg(
-        long = "database-url",
-        value_name = "URL",
-        env = "KEYSCOPE_DATABASE_URL"
-    )]
+    /// stay in the data directory [env: KEYSCOPE_DATABASE_URL]
+    #[arg(long = "database-url", value_name = "URL")]
     pub database_url: Option<String>,
     /// The externally visible base URL (issuers are `{URL}/consumers` and `{URL}/t/{tenant}`).
-    /// Default: what the server announced, else http://127.0.0.1:8080.
-    #[arg(long = "public-url", value_name = "URL", env = "KEYSCOPE_PUBLIC_URL")]
+    /// Default: what the server announced, else http://{listen address}
+    /// [env: KEYSCOPE_PUBLIC_URL]
+    #[arg(long = "public-url", value_name = "URL")]
     pub public_url: Option<String>,
+    /// The configuration file [env: KEYSCOPE_CONFIG] [default: DATA_DIR/keyscope.toml when it
+    /// exists]
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `--tenant NAME` or `--consumer`.
@@ -69,65 +68,60 @@ pub struct RealmFilter {
     pub consumer: bool,
 }
 
+/// `keyscope up` (and `config show`, which resolves the same options). No defaults here:
+/// `crate::config` applies flag, variable, file and default in that order.
 #[derive(Args, Debug)]
 pub struct UpArgs {
     #[command(flatten)]
-    place: Place,
-    /// Address to listen on.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "KEYSCOPE_LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
-    listen: SocketAddr,
-    /// Key rotation period in hours.
-    #[arg(
-        long,
-        value_name = "HOURS",
-        env = "KEYSCOPE_ROTATION_HOURS",
-        default_value_t = 24
-    )]
-    rotation_hours: u32,
+    pub place: Place,
+    /// Address to listen on [env: KEYSCOPE_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Key rotation period in hours [env: KEYSCOPE_ROTATION_HOURS] [default: 24]
+    #[arg(long, value_name = "HOURS")]
+    pub rotation_hours: Option<u32>,
     /// JWKS Cache-Control max-age in seconds (new keys are published for twice this before
-    /// they sign).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        env = "KEYSCOPE_JWKS_MAX_AGE",
-        default_value_t = 300
-    )]
-    jwks_max_age: u32,
-    /// Access-token lifetime in seconds.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        env = "KEYSCOPE_ACCESS_TOKEN_TTL",
-        default_value_t = 600
-    )]
-    access_token_ttl: u32,
-    /// Signing algorithm of new keys.
-    #[arg(long, value_name = "ALG", env = "KEYSCOPE_SIGNING_ALG", default_value = "ES256",
-          value_parser = ["ES256", "EdDSA"])]
-    signing_alg: String,
+    /// they sign) [env: KEYSCOPE_JWKS_MAX_AGE] [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub jwks_max_age: Option<u32>,
+    /// Access-token lifetime in seconds [env: KEYSCOPE_ACCESS_TOKEN_TTL] [default: 600]
+    #[arg(long, value_name = "SECONDS")]
+    pub access_token_ttl: Option<u32>,
+    /// Signing algorithm of new keys: ES256 or EdDSA [env: KEYSCOPE_SIGNING_ALG]
+    /// [default: ES256]
+    #[arg(long, value_name = "ALG")]
+    pub signing_alg: Option<String>,
     /// Detection rule directory for live detection (replaces the built-in pack). A rule that
-    /// does not load stops the server from starting.
-    #[arg(long, value_name = "DIR", env = "KEYSCOPE_RULES")]
-    rules: Option<PathBuf>,
-    /// Also append every alert to this JSON lines file.
-    #[arg(long, value_name = "PATH", env = "KEYSCOPE_ALERT_FILE")]
-    alert_file: Option<PathBuf>,
-    /// Also POST every alert (JSON) to this http(s) URL, with retries.
-    #[arg(long, value_name = "URL", env = "KEYSCOPE_ALERT_WEBHOOK")]
-    alert_webhook: Option<String>,
-    /// Alerts of one rule about one entity within this many seconds are raised once.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        env = "KEYSCOPE_ALERT_DEDUP_SECONDS",
-        default_value_t = 600
-    )]
-    alert_dedup_seconds: u32,
+    /// does not load stops the server from starting [env: KEYSCOPE_RULES]
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Also append every alert to this JSON lines file [env: KEYSCOPE_ALERT_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub alert_file: Option<PathBuf>,
+    /// Also POST every alert (JSON) to this http(s) URL, with retries
+    /// [env: KEYSCOPE_ALERT_WEBHOOK]
+    #[arg(long, value_name = "URL")]
+    pub alert_webhook: Option<String>,
+    /// Alerts of one rule about one entity within this many seconds are raised once
+    /// [env: KEYSCOPE_ALERT_DEDUP_SECONDS] [default: 600]
+    #[arg(long, value_name = "SECONDS")]
+    pub alert_dedup_seconds: Option<u32>,
+    /// Log format on stderr: human or json [env: KEYSCOPE_LOG_FORMAT] [default: human]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log level: error, warn, info, debug or trace [env: KEYSCOPE_LOG_LEVEL]
+    /// [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Bearer token `GET /metrics` requires; without one, only loopback clients may read it
+    /// [env: KEYSCOPE_METRICS_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub metrics_token: Option<String>,
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish before the server
+    /// stops anyway (the audit log is flushed either way)
+    /// [env: KEYSCOPE_SHUTDOWN_GRACE_SECONDS] [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_grace_seconds: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -300,7 +294,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn check_public_url(url: &str) -> anyhow::Result<String> {
+pub(crate) fn check_public_url(url: &str) -> anyhow::Result<String> {
     let trimmed = url.trim_end_matches('/');
     let ok = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
         && !trimmed.contains(['?', '#', ' '])
@@ -314,14 +308,14 @@ fn check_public_url(url: &str) -> anyhow::Result<String> {
 /// Opens the store, the key custody and the audit destination. `server` holds the audit log;
 /// admin commands hand their events to a running server through the store when it does.
 async fn open(
-    place: &Place,
+    place: &Location,
     server: bool,
     announce: Option<&str>,
     tune: impl FnOnce(&mut IdentityConfig),
 ) -> anyhow::Result<Arc<Identity>> {
     // Every command that can unseal a key first turns off core dumps and ptrace by others.
     keyscope_custody::harden_process().context("hardening the process")?;
-    let dir = &place.data_dir;
+    let dir = &place.data_dir.value;
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -330,7 +324,7 @@ async fn open(
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     }
     let store = match &place.database_url {
-        Some(url) => Store::connect(url).await?,
+        Some(url) => Store::connect(&url.value).await?,
         None => Store::open_sqlite(dir).await?,
     };
     let (master, _source) = MasterKey::load_or_create(dir).context("master key")?;
@@ -341,7 +335,7 @@ async fn open(
     // store that has none takes this server's listen address.
     let stored = store.setting(PUBLIC_URL_SETTING).await?;
     let public_url = match (&place.public_url, stored, announce) {
-        (Some(url), _, _) => check_public_url(url)?,
+        (Some(url), _, _) => url.value.clone(),
         (None, Some(stored), _) => stored,
         (None, None, Some(default)) => default.to_owned(),
         (None, None, None) => DEFAULT_PUBLIC_URL.to_owned(),
@@ -394,103 +388,196 @@ pub(crate) fn admin<T>(
     place: &Place,
     action: impl AsyncFnOnce(&Identity) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    let location = Location::resolve(place)?;
     runtime()?.block_on(async {
-        let identity = open(place, false, None, |_| {}).await?;
+        let identity = open(&location, false, None, |_| {}).await?;
         let result = action(&identity).await;
         close(&identity).await;
         result
     })
 }
 
+/// Sets up `tracing` on stderr: human-readable (coloured on a terminal) or JSON lines.
+fn init_logging(format: LogFormat, level: tracing::Level) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false);
+    let _ = match format {
+        // Colour only on a terminal: log files and collectors get plain text.
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The public URL a server announces when none is configured: its own address, with a
+/// loopback address standing in for "every interface" (which no client can use).
+fn default_public_url(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, bound.port()))
+}
+
 pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Every option is resolved (and refused with its source named) before anything starts.
+    let settings = UpSettings::resolve(&args)?;
     // Before any key is unsealed: no core dumps, no ptrace by other users.
     keyscope_custody::harden_process().context("hardening the process")?;
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-    let default_url = format!("http://{}", args.listen);
-    runtime()?.block_on(async move {
-        let alg =
-            keyscope_jose::Algorithm::from_name(&args.signing_alg).context("--signing-alg")?;
-        if args.jwks_max_age == 0 || args.access_token_ttl == 0 || args.rotation_hours == 0 {
-            bail!("--jwks-max-age, --access-token-ttl and --rotation-hours must be positive");
-        }
-        // Rules before anything else: a server whose detections do not load does not start.
-        let rules = crate::hunt::load_rules(args.rules.as_deref())?;
-        if let Some(url) = &args.alert_webhook {
-            check_webhook_url(url).context("--alert-webhook")?;
-        }
-        let identity = open(&args.place, true, Some(&default_url), |config| {
-            config.rotation_period = i64::from(args.rotation_hours) * 3600;
-            config.jwks_max_age = i64::from(args.jwks_max_age);
-            config.access_token_ttl = i64::from(args.access_token_ttl);
-            config.id_token_ttl = i64::from(args.access_token_ttl);
-            config.signing_alg = alg;
-        })
-        .await?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let background = identity.spawn_background();
-        let rule_count = rules.rules.len();
-        if let AuditSink::Log(log) = identity.audit() {
-            crate::live::spawn(
-                Arc::clone(log),
-                rules,
-                crate::live::Sinks {
-                    file: args.alert_file.clone(),
-                    webhook: args.alert_webhook.clone(),
-                    dedup: std::time::Duration::from_secs(u64::from(args.alert_dedup_seconds)),
-                },
-                tokio::runtime::Handle::current(),
-            )?;
-        }
-        let public = identity.config().public_url.clone();
-        println!("keyscope is up on {}", args.listen);
-        println!(
-            "  public URL:         {public} (issuers are built from it; --public-url changes it)"
-        );
-        println!("  health:             {public}/healthz");
-        println!(
-            "  consumer issuer:    {}",
-            identity.config().issuer("consumers")
-        );
-        println!("  tenant issuers:     {public}/t/{{tenant}}");
-        println!("  data directory:     {}", args.place.data_dir.display());
-        println!(
-            "  live detection:     {rule_count} rules{}",
-            args.rules
-                .as_ref()
-                .map(|d| format!(" from {}", d.display()))
-                .unwrap_or_else(|| " (built-in pack)".to_owned())
-        );
-        let mail = keyscope_mail::MailService::new(
-            Arc::clone(&identity),
-            keyscope_mail::MailConfig::new(&public),
-        );
-        println!("  mail (JMAP):        {public}/.well-known/jmap");
-        let app = keyscope_identity::http::router(Arc::clone(&identity))
-            .merge(keyscope_mail::http::router(mail));
-        let log = match identity.audit() {
-            AuditSink::Log(log) => Some(Arc::clone(log)),
-            AuditSink::Outbox(_) => None,
-        };
-        let app = crate::metrics::install(app, Arc::clone(&identity), log, None)?;
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
-        background.abort();
-        close(&identity).await;
-        served.context("the server failed")?;
-        tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
+    init_logging(settings.log_format.value, settings.log_level.value);
+    runtime()?.block_on(serve(settings))
+}
+
+async fn serve(settings: UpSettings) -> anyhow::Result<ExitCode> {
+    let alg =
+        keyscope_jose::Algorithm::from_name(&settings.signing_alg.value).context("signing_alg")?;
+    // Rules before anything else: a server whose detections do not load does not start.
+    let rules_dir = settings.rules.as_ref().map(|s| s.value.clone());
+    let rules = crate::hunt::load_rules(rules_dir.as_deref())?;
+    let listen = settings.listen.value;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr().context("the listening address")?;
+    let default_url = default_public_url(bound);
+    let identity = open(&settings.location, true, Some(&default_url), |config| {
+        config.rotation_period = i64::from(settings.rotation_hours.value) * 3600;
+        config.jwks_max_age = i64::from(settings.jwks_max_age.value);
+        config.access_token_ttl = i64::from(settings.access_token_ttl.value);
+        config.id_token_ttl = i64::from(settings.access_token_ttl.value);
+        config.signing_alg = alg;
     })
+    .await?;
+    let result = run_server(&settings, &identity, listener, bound, rules).await;
+    close(&identity).await;
+    result?;
+    tracing::info!("stopped; the audit log is closed");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_server(
+    settings: &UpSettings,
+    identity: &Arc<Identity>,
+    listener: tokio::net::TcpListener,
+    bound: SocketAddr,
+    rules: keyscope_detect::rules::RuleSet,
+) -> anyhow::Result<()> {
+    let public = identity.config().public_url.clone();
+    let first_start = crate::bootstrap::first_start(identity).await?;
+    let background = identity.spawn_background();
+    let rule_count = rules.rules.len();
+    let log = match identity.audit() {
+        AuditSink::Log(log) => Some(Arc::clone(log)),
+        AuditSink::Outbox(_) => None,
+    };
+    if let Some(log) = &log {
+        crate::live::spawn(
+            Arc::clone(log),
+            rules,
+            crate::live::Sinks {
+                file: settings.alert_file.as_ref().map(|s| s.value.clone()),
+                webhook: settings.alert_webhook.as_ref().map(|s| s.value.clone()),
+                dedup: std::time::Duration::from_secs(u64::from(
+                    settings.alert_dedup_seconds.value,
+                )),
+            },
+            tokio::runtime::Handle::current(),
+        )?;
+    }
+    let mail = keyscope_mail::MailService::new(
+        Arc::clone(identity),
+        keyscope_mail::MailConfig::new(&public),
+    );
+    let app = keyscope_identity::http::router(Arc::clone(identity))
+        .merge(keyscope_mail::http::router(mail))
+        .merge(crate::webmail::router(Arc::clone(identity)));
+    let token = settings
+        .metrics_token
+        .as_ref()
+        .map(|s| Zeroizing::new(s.value.clone()));
+    let app = crate::metrics::install(app, Arc::clone(identity), log, token)?;
+
+    print_banner(settings, identity, bound, rule_count, first_start.as_ref()).await;
+    tracing::info!(address = %bound, public_url = %public, "listening");
+
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(());
+    });
+    let grace = std::time::Duration::from_secs(u64::from(settings.shutdown_grace_seconds.value));
+    // Requests in flight finish (their audit records are durable before they answer); a
+    // long-lived one (an EventSource stream) is cut after the grace period. Either way the
+    // log is closed afterwards, flushing whatever was queued.
+    let result = tokio::select! {
+        result = served.into_future() => result.context("the server failed"),
+        () = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "requests still open after the grace period; stopping");
+            Ok(())
+        }
+    };
+    background.abort();
+    result
+}
+
+/// What a newcomer needs: where to go, and on first start how to sign in.
+async fn print_banner(
+    settings: &UpSettings,
+    identity: &Identity,
+    bound: SocketAddr,
+    rule_count: usize,
+    first_start: Option<&crate::bootstrap::FirstStart>,
+) {
+    let public = &identity.config().public_url;
+    let data_dir = &settings.location.data_dir.value;
+    println!("keyscope is up on {bound}");
+    println!("  public URL:         {public} (issuers are built from it; --public-url changes it)");
+    println!("  mail (web):         {public}/mail/");
+    println!("  mail (JMAP):        {public}/.well-known/jmap");
+    println!(
+        "  consumer issuer:    {}",
+        identity.config().issuer(keyscope_store::CONSUMER_REALM)
+    );
+    println!("  tenant issuers:     {public}/t/{{tenant}}");
+    println!("  health:             {public}/healthz");
+    println!("  metrics:            {public}/metrics");
+    println!("  data directory:     {}", data_dir.display());
+    match &settings.location.file.path {
+        Some(path) => println!("  configuration:      {}", path.display()),
+        None => println!(
+            "  configuration:      flags and KEYSCOPE_* only (no {})",
+            data_dir.join(crate::config::CONFIG_FILE_NAME).display()
+        ),
+    }
+    println!(
+        "  live detection:     {rule_count} rules{}",
+        settings
+            .rules
+            .as_ref()
+            .map(|d| format!(" from {}", d.value.display()))
+            .unwrap_or_else(|| " (built-in pack)".to_owned())
+    );
+    if let Some(first) = first_start {
+        first.print();
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
 }
 
 async fn shutdown_signal() {
@@ -597,7 +684,7 @@ pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// A webhook URL: http(s), a host, no credentials, bounded.
-fn check_webhook_url(url: &str) -> anyhow::Result<()> {
+pub(crate) fn check_webhook_url(url: &str) -> anyhow::Result<()> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))

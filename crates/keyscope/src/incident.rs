@@ -62,7 +62,8 @@ pub fn run(command: IncidentCommand) -> anyhow::Result<ExitCode> {
                 || format!("invalid --since {text:?}: use RFC 3339 UTC or YYYY-MM-DD"),
             )?),
         };
-    let audit_dir = keyscope_audit::audit_dir(&args.place.data_dir);
+    let location = crate::config::Location::resolve(&args.place)?;
+    let audit_dir = keyscope_audit::audit_dir(&location.data_dir.value);
     let started = Instant::now();
     let (report, scanned) = build_report(&audit_dir, kid, since)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -438,7 +439,7 @@ fn notice_message(tenant: &str, username: &str, notice: &Value, jws: &str) -> Ve
 }
 
 /// Now as an RFC 5322 date (`Sun, 22 Nov 2026 21:34:38 +0000`).
-fn rfc5322_now() -> String {
+pub(crate) fn rfc5322_now() -> String {
     let micros = keyscope_audit::event::now_micros();
     let iso = keyscope_audit::event::format_time(micros);
     let days = micros.div_euclid(86_400_000_000);

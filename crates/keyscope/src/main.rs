@@ -10,6 +10,7 @@ mod audit;
 mod bench;
 mod bench_audit;
 mod bench_http;
+mod bootstrap;
 mod checkpoint_copy;
 mod config;
 mod demo;
@@ -22,6 +23,7 @@ mod live;
 mod mail;
 mod metrics;
 mod token;
+mod webmail;
 
 use std::process::ExitCode;
 

@@ -71,9 +71,11 @@ fn refusal(server: &Server, token: &str) -> String {
     response.header("www-authenticate").unwrap().to_owned()
 }
 
+/// The complete lines of the alert file (the server may be writing the next one).
 fn alert_lines(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

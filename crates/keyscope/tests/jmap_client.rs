@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, KEYSCOPE_ENV, TempDir, free_port};
+use common::{BIN, TempDir, free_port, keyscope_env};
 use jmap_client::URI;
 use jmap_client::client::{Client, Credentials};
 use jmap_client::core::error::{JMAPError, MethodErrorType, ProblemType};
@@ -62,7 +62,7 @@ const BOB: &str = "bob@fabrikam.keyscope.test";
 /// `keyscope ARGS --data-dir DIR/data`, with none of the binary's variables from the shell.
 fn command(data_dir: &TempDir, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
-    for name in KEYSCOPE_ENV {
+    for name in keyscope_env() {
         command.env_remove(name);
     }
     command

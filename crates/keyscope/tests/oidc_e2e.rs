@@ -17,6 +17,8 @@
 //! HTTP/1.1 client at the top of this file: one request per connection, plain http:// only,
 //! redirects never followed.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
@@ -496,52 +498,6 @@ fn daemon_client(tenant: &Tenant, secret: &str) -> DiscoveredClient {
     .set_auth_type(AuthType::BasicAuth)
 }
 
-fn unescape_html(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The `name="value"` attributes of one tag (values unescaped).
-fn attributes(tag: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut rest = tag;
-    while let Some(eq) = rest.find("=\"") {
-        let name = rest[..eq]
-            .rsplit(|c: char| c.is_whitespace() || c == '<')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let after = &rest[eq + 2..];
-        let end = after.find('"').expect("unterminated attribute value");
-        out.insert(name, unescape_html(&after[..end]));
-        rest = &after[end + 1..];
-    }
-    out
-}
-
-/// The sign-in form of a page: its action and its hidden fields.
-fn sign_in_form(html: &str) -> (String, Vec<(String, String)>) {
-    let form_start = html.find("<form").expect("the page has no form");
-    let form_end = form_start + html[form_start..].find('>').unwrap();
-    let form = attributes(&html[form_start..form_end]);
-    assert_eq!(form.get("method").map(String::as_str), Some("post"));
-    let action = form.get("action").expect("the form has no action").clone();
-    let mut hidden = Vec::new();
-    let mut rest = &html[form_end..];
-    while let Some(start) = rest.find("<input") {
-        let end = start + rest[start..].find('>').unwrap();
-        let input = attributes(&rest[start..end]);
-        if input.get("type").map(String::as_str) == Some("hidden") {
-            hidden.push((input["name"].clone(), input["value"].clone()));
-        }
-        rest = &rest[end..];
-    }
-    (action, hidden)
-}
-
 /// What the authorization-code flow produced.
 struct SignedIn {
     client: DiscoveredClient,
@@ -577,7 +533,7 @@ fn sign_in(tenant: &Tenant) -> SignedIn {
         "{:?}",
         page.headers()
     );
-    let (action, hidden) = sign_in_form(&text_of(&page));
+    let (action, hidden) = common::sign_in_form(&text_of(&page));
     assert_eq!(action, format!("{}/authorize", tenant.issuer));
     let field = |name: &str| {
         hidden

@@ -2,6 +2,7 @@
 //! The harness shared by the end-to-end tests: temporary directories, the real binary as a
 //! child process (`keyscope up` and admin commands), a small blocking HTTP/1.1 client.
 
+pub use std::collections::BTreeMap;
 pub use std::ffi::OsStr;
 pub use std::fs;
 pub use std::io::{Read, Write};
@@ -19,23 +20,15 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_keyscope");
 // 250 ms). Tests never assert wall time: they assert that the refusal happens, print the
 // observed latency, and docs/benchmarks.md records measured figures.
 
-/// Environment variables of the binary that must not leak in from the developer's shell.
-pub const KEYSCOPE_ENV: [&str; 14] = [
-    "KEYSCOPE_RULES",
-    "KEYSCOPE_ALERT_FILE",
-    "KEYSCOPE_ALERT_WEBHOOK",
-    "KEYSCOPE_ALERT_DEDUP_SECONDS",
-    "KEYSCOPE_DATA_DIR",
-    "KEYSCOPE_DATABASE_URL",
-    "KEYSCOPE_PUBLIC_URL",
-    "KEYSCOPE_MASTER_KEY",
-    "KEYSCOPE_LISTEN",
-    "KEYSCOPE_ROTATION_HOURS",
-    "KEYSCOPE_JWKS_MAX_AGE",
-    "KEYSCOPE_ACCESS_TOKEN_TTL",
-    "KEYSCOPE_SIGNING_ALG",
-    "RUST_LOG",
-];
+/// Environment variables of the binary that must not leak in from the developer's shell:
+/// every `KEYSCOPE_*` variable set in this process (whatever options are added later), and
+/// `RUST_LOG`.
+pub fn keyscope_env() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("KEYSCOPE_") || name == "RUST_LOG")
+        .collect()
+}
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -118,7 +111,7 @@ impl Place {
 
     pub fn command(&self) -> Command {
         let mut command = Command::new(BIN);
-        for name in KEYSCOPE_ENV {
+        for name in keyscope_env() {
             command.env_remove(name);
         }
         if let Some(key) = &self.master_key {
@@ -535,4 +528,54 @@ pub fn audit_records(data_dir: &Path) -> Vec<Map<String, Value>> {
     })
     .unwrap();
     records
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sign-in page (authorization-code flow)
+// ---------------------------------------------------------------------------------------------
+
+pub fn unescape_html(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The `name="value"` attributes of one tag (values unescaped).
+pub fn attributes(tag: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = tag;
+    while let Some(eq) = rest.find("=\"") {
+        let name = rest[..eq]
+            .rsplit(|c: char| c.is_whitespace() || c == '<')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let after = &rest[eq + 2..];
+        let end = after.find('"').expect("unterminated attribute value");
+        out.insert(name, unescape_html(&after[..end]));
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// The sign-in form of a page: its action and its hidden fields.
+pub fn sign_in_form(html: &str) -> (String, Vec<(String, String)>) {
+    let form_start = html.find("<form").expect("the page has no form");
+    let form_end = form_start + html[form_start..].find('>').unwrap();
+    let form = attributes(&html[form_start..form_end]);
+    assert_eq!(form.get("method").map(String::as_str), Some("post"));
+    let action = form.get("action").expect("the form has no action").clone();
+    let mut hidden = Vec::new();
+    let mut rest = &html[form_end..];
+    while let Some(start) = rest.find("<input") {
+        let end = start + rest[start..].find('>').unwrap();
+        let input = attributes(&rest[start..end]);
+        if input.get("type").map(String::as_str) == Some("hidden") {
+            hidden.push((input["name"].clone(), input["value"].clone()));
+        }
+        rest = &rest[end..];
+    }
+    (action, hidden)
 }

@@ -29,21 +29,26 @@ pub(crate) struct FirstStart {
 }
 
 impl FirstStart {
-    /// Prints the one-time sign-in details on stdout.
-    pub fn print(&self) {
-        println!();
-        println!("First start: created the operator account and the web mail client.");
-        println!("  operator username:  {}", self.operator);
-        println!(
+    /// The one-time sign-in details, for the banner.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "First start: created the operator account and the web mail client."
+        );
+        let _ = writeln!(out, "  operator username:  {}", self.operator);
+        let _ = writeln!(
+            out,
             "  operator password:  {}   (shown only this once; it is stored hashed)",
             self.password.as_str()
         );
         if let Some(client_id) = &self.mail_client_id {
-            println!("  mail client_id:     {client_id}");
-            println!("  sign in and read:   {}", self.mail_url);
+            let _ = writeln!(out, "  mail client_id:     {client_id}");
+            let _ = writeln!(out, "  sign in and read:   {}", self.mail_url);
         }
         if let Some(note) = &self.mail_note {
-            println!("  note:               {note}");
+            let _ = writeln!(out, "  note:               {note}");
         }
     }
 }

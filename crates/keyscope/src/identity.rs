@@ -544,28 +544,36 @@ async fn print_banner(
     rule_count: usize,
     first_start: Option<&crate::bootstrap::FirstStart>,
 ) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let public = &identity.config().public_url;
     let data_dir = &settings.location.data_dir.value;
-    println!("keyscope is up on {bound}");
-    println!("  public URL:         {public} (issuers are built from it; --public-url changes it)");
-    println!("  mail (web):         {public}/mail/");
-    println!("  mail (JMAP):        {public}/.well-known/jmap");
-    println!(
+    let _ = writeln!(out, "keyscope is up on {bound}");
+    let _ = writeln!(
+        out,
+        "  public URL:         {public} (issuers are built from it; --public-url changes it)"
+    );
+    let _ = writeln!(out, "  mail (web):         {public}/mail/");
+    let _ = writeln!(out, "  mail (JMAP):        {public}/.well-known/jmap");
+    let _ = writeln!(
+        out,
         "  consumer issuer:    {}",
         identity.config().issuer(keyscope_store::CONSUMER_REALM)
     );
-    println!("  tenant issuers:     {public}/t/{{tenant}}");
-    println!("  health:             {public}/healthz");
-    println!("  metrics:            {public}/metrics");
-    println!("  data directory:     {}", data_dir.display());
-    match &settings.location.file.path {
-        Some(path) => println!("  configuration:      {}", path.display()),
-        None => println!(
+    let _ = writeln!(out, "  tenant issuers:     {public}/t/{{tenant}}");
+    let _ = writeln!(out, "  health:             {public}/healthz");
+    let _ = writeln!(out, "  metrics:            {public}/metrics");
+    let _ = writeln!(out, "  data directory:     {}", data_dir.display());
+    let _ = match &settings.location.file.path {
+        Some(path) => writeln!(out, "  configuration:      {}", path.display()),
+        None => writeln!(
+            out,
             "  configuration:      flags and KEYSCOPE_* only (no {})",
             data_dir.join(crate::config::CONFIG_FILE_NAME).display()
         ),
-    }
-    println!(
+    };
+    let _ = writeln!(
+        out,
         "  live detection:     {rule_count} rules{}",
         settings
             .rules
@@ -574,10 +582,15 @@ async fn print_banner(
             .unwrap_or_else(|| " (built-in pack)".to_owned())
     );
     if let Some(first) = first_start {
-        first.print();
+        first.render(&mut out);
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    // A closed stdout must not stop the server (println! would panic).
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    // The banner may hold the operator's password.
+    zeroize::Zeroize::zeroize(&mut out);
 }
 
 async fn shutdown_signal() {

@@ -550,6 +550,30 @@ impl Identity {
         Ok((user, generated.then_some(password)))
     }
 
+    /// Sets a user's password. Without one, a random one is generated and returned (shown
+    /// once). Existing sessions and tokens are not affected (they expire by themselves).
+    pub async fn set_password(
+        &self,
+        realm: &Realm,
+        username: &str,
+        password: Option<Zeroizing<String>>,
+        context: &RequestContext,
+    ) -> Result<Option<Zeroizing<String>>, IdentityError> {
+        names::check_username(username).map_err(IdentityError::Invalid)?;
+        let (password, generated) = match password {
+            Some(p) => (p, false),
+            None => (keyscope_oauth::token::random_token(15).into(), true),
+        };
+        password::check_strength(&password).map_err(IdentityError::Invalid)?;
+        let hash = password::hash(&password)?;
+        self.store
+            .set_password_hash(&realm.id, username, &hash)
+            .await?;
+        self.admin_event("PasswordSet", Some(&realm.id), username, context)
+            .await?;
+        Ok(generated.then_some(password))
+    }
+
     /// Registers an app. Returns it and, for a confidential app, its secret (shown once).
     pub async fn add_app(
         &self,

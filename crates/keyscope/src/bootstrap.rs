@@ -43,6 +43,11 @@ impl FirstStart {
             "  operator password:  {}   (shown only this once; it is stored hashed)",
             self.password.as_str()
         );
+        let _ = writeln!(
+            out,
+            "  change it with:     keyscope user password --consumer {}",
+            self.operator
+        );
         if let Some(client_id) = &self.mail_client_id {
             let _ = writeln!(out, "  mail client_id:     {client_id}");
             let _ = writeln!(out, "  sign in and read:   {}", self.mail_url);

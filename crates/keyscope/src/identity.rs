@@ -181,6 +181,22 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set a user's password (e.g. replace the operator's first-start password). Without
+    /// --password-stdin a random one is generated and printed once.
+    Password {
+        #[command(flatten)]
+        realm: RealmArg,
+        /// The sign-in name.
+        username: String,
+        /// Read the new password from stdin (first line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        place: Place,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -720,15 +736,61 @@ fn read_password_stdin() -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(line.to_owned()))
 }
 
+fn set_password(
+    realm: &RealmArg,
+    username: &str,
+    password_stdin: bool,
+    place: &Place,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let password = if password_stdin {
+        Some(read_password_stdin()?)
+    } else {
+        None
+    };
+    admin(place, async |identity| {
+        let realm = identity.realm(realm_arg(realm)).await?;
+        let generated = identity
+            .set_password(&realm, username, password, &RequestContext::operator())
+            .await?;
+        if json {
+            let mut value = json!({"realm": realm.id, "username": username});
+            if let (Some(p), Some(map)) = (&generated, value.as_object_mut()) {
+                map.insert("password".into(), Value::String(p.to_string()));
+            }
+            print_json(&value);
+        } else if let Some(p) = &generated {
+            println!(
+                "password of {username} in {} set to: {}",
+                realm.id,
+                p.as_str()
+            );
+            println!("(shown only this once)");
+        } else {
+            println!("password of {username} in {} set", realm.id);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 pub fn run_user(command: UserCommand) -> anyhow::Result<ExitCode> {
-    let UserCommand::Add {
-        realm,
-        username,
-        password_stdin,
-        admin: make_admin,
-        place,
-        json,
-    } = command;
+    let (realm, username, password_stdin, make_admin, place, json) = match command {
+        UserCommand::Add {
+            realm,
+            username,
+            password_stdin,
+            admin,
+            place,
+            json,
+        } => (realm, username, password_stdin, admin, place, json),
+        UserCommand::Password {
+            realm,
+            username,
+            password_stdin,
+            place,
+            json,
+        } => return set_password(&realm, &username, password_stdin, &place, json),
+    };
     let password = if password_stdin {
         Some(read_password_stdin()?)
     } else {

@@ -118,8 +118,9 @@ fn path_of(url: &str) -> String {
     format!("/{}", rest.split_once('/').map_or("", |(_, p)| p))
 }
 
-/// Signs in as the web mail client would: authorize page, form, code, token.
-fn sign_in(addr: SocketAddr, username: &str, password: &str) -> String {
+/// Signs in as the web mail client would: authorize page, form, code, token. `None` when the
+/// sign-in page refuses the password.
+fn sign_in(addr: SocketAddr, username: &str, password: &str) -> Option<String> {
     let config = request(addr, "GET", "/mail/config.json", &[], b"");
     assert_eq!(config.status, 200, "{}", config.text());
     let config = config.json();
@@ -156,6 +157,9 @@ fn sign_in(addr: SocketAddr, username: &str, password: &str) -> String {
         &[("Content-Type", "application/x-www-form-urlencoded")],
         form(&fields).as_bytes(),
     );
+    if signed_in.status == 401 {
+        return None;
+    }
     assert_eq!(signed_in.status, 303, "{}", signed_in.text());
     let location = signed_in.header("location").unwrap().to_owned();
     assert!(location.starts_with(redirect_uri), "{location}");
@@ -181,7 +185,7 @@ fn sign_in(addr: SocketAddr, username: &str, password: &str) -> String {
         .as_bytes(),
     );
     assert_eq!(tokens.status, 200, "{}", tokens.text());
-    tokens.json()["access_token"].as_str().unwrap().to_owned()
+    Some(tokens.json()["access_token"].as_str().unwrap().to_owned())
 }
 
 fn jmap(addr: SocketAddr, api: &str, token: &str, calls: Value) -> Vec<Value> {
@@ -234,7 +238,8 @@ fn up_in_an_empty_directory_lets_the_operator_sign_in_and_read_mail() {
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
 
     // A wrong password is refused; the printed one signs in.
-    let token = sign_in(addr, &username, &password);
+    assert!(sign_in(addr, &username, "not-the-password-at-all").is_none());
+    let token = sign_in(addr, &username, &password).expect("the printed password signs in");
     let session = request(
         addr,
         "GET",
@@ -281,6 +286,36 @@ fn up_in_an_empty_directory_lets_the_operator_sign_in_and_read_mail() {
     // The client_id the page uses is the one printed.
     let config = request(addr, "GET", "/mail/config.json", &[], b"").json();
     assert_eq!(config["client_id"], client_id.as_str());
+
+    // The operator replaces the first-start password beside the running server.
+    let mut command = Command::new(BIN);
+    for name in keyscope_env() {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .current_dir(&dir.0)
+        .args([
+            "user",
+            "password",
+            "--consumer",
+            "operator",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a brand new operator passphrase\n")
+        .unwrap();
+    let changed = child.wait_with_output().unwrap();
+    assert!(changed.status.success(), "{changed:?}");
+    assert!(sign_in(addr, &username, &password).is_none());
+    assert!(sign_in(addr, &username, "a brand new operator passphrase").is_some());
     assert_eq!(server.stop(), 0);
 
     // What happened is in the log: the sign-in and the mailbox read, by the operator.

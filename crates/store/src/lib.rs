@@ -281,6 +281,29 @@ impl Store {
             .flatten())
     }
 
+    /// Replaces a user's password hash. `NotFound` if no such user.
+    pub async fn set_password_hash(
+        &self,
+        realm: &str,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1 WHERE realm_id = $2 AND username = $3",
+        )
+        .bind(password_hash)
+        .bind(realm)
+        .bind(username)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user {username:?} in {realm:?}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Makes a user one of its realm's administrators (or not). `NotFound` if no such user.
     pub async fn set_realm_admin(
         &self,

@@ -408,6 +408,24 @@ async fn notice_webhooks_and_realm_administrators() {
             "{name}"
         );
         assert!(store.realm_admins("consumers").await.unwrap().is_empty());
+        store
+            .set_password_hash("contoso", "carol", "$argon2id$new")
+            .await
+            .unwrap();
+        let carol = store
+            .user_by_name("contoso", "carol")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            carol.password_hash.as_deref(),
+            Some("$argon2id$new"),
+            "{name}"
+        );
+        assert!(matches!(
+            store.set_password_hash("consumers", "carol", "x").await,
+            Err(StoreError::NotFound(_))
+        ));
         assert!(matches!(
             store.set_realm_admin("contoso", "nobody", true).await,
             Err(StoreError::NotFound(_))

@@ -180,7 +180,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 std::fs::write(&out, format!("{text}\n"))
                     .with_context(|| format!("cannot write {}", out.display()))?;
             }
-            println!("{text}");
+            crate::input::outln!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Prune {
@@ -194,11 +194,14 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&serde_json::to_value(&report)?);
             } else if report.records_pruned == 0 {
-                println!("nothing to prune: no closed segment is older than {older_than} days");
+                crate::input::outln!(
+                    "nothing to prune: no closed segment is older than {older_than} days"
+                );
             } else {
-                println!(
+                crate::input::outln!(
                     "removed {} segment(s); records 1 to {} are summarised by a signed checkpoint",
-                    report.segments_removed, report.records_pruned
+                    report.segments_removed,
+                    report.records_pruned
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -337,7 +340,9 @@ fn verify(data_dir: &Path, saved: Option<&Path>, as_json: bool) -> anyhow::Resul
                     "checkpoint": checkpoint,
                 }));
             } else {
-                println!("intact: {records} records, every hash link and checkpoint verified");
+                crate::input::outln!(
+                    "intact: {records} records, every hash link and checkpoint verified"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -345,7 +350,7 @@ fn verify(data_dir: &Path, saved: Option<&Path>, as_json: bool) -> anyhow::Resul
             if as_json {
                 print_json(&json!({ "intact": false, "problem": why }));
             } else {
-                println!("NOT INTACT: {why}");
+                crate::input::outln!("NOT INTACT: {why}");
             }
             Ok(ExitCode::from(EXIT_NEGATIVE))
         }
@@ -399,7 +404,7 @@ fn search(
     let limit = limit.unwrap_or(usize::MAX);
     if limit == 0 {
         if !as_json {
-            print!("{}", format_table(&[]));
+            crate::input::out!("{}", format_table(&[]));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -112,13 +112,16 @@ fn verify(seconds: u64, json: bool) -> anyhow::Result<ExitCode> {
         if cfg!(debug_assertions) {
             eprintln!("note: this is a debug build; use `cargo run --release` for real numbers");
         }
-        println!("one core, {seconds} s per measurement");
-        println!(
+        crate::input::outln!("one core, {seconds} s per measurement");
+        crate::input::outln!(
             "{:<6} {:>16} {:>16} {:>7}",
-            "alg", "full path/s", "bare verify/s", "ratio"
+            "alg",
+            "full path/s",
+            "bare verify/s",
+            "ratio"
         );
         for r in &rows {
-            println!(
+            crate::input::outln!(
                 "{:<6} {:>16.0} {:>16.0} {:>7.3}",
                 r.alg.name(),
                 r.full,

@@ -75,14 +75,17 @@ pub fn run(seconds: u64, dir: Option<PathBuf>, as_json: bool) -> anyhow::Result<
         if cfg!(debug_assertions) {
             eprintln!("note: this is a debug build; use `cargo run --release` for real numbers");
         }
-        println!("durable appends (fsync before acknowledgement), {seconds} s each:");
+        crate::input::outln!("durable appends (fsync before acknowledgement), {seconds} s each:");
         for r in &rows {
-            println!(
+            crate::input::outln!(
                 "  {:>3} writers ({:<6}) {:>10.0} appends/s  ({} records)",
-                r.writers, r.kind, r.appends_per_second, r.records
+                r.writers,
+                r.kind,
+                r.appends_per_second,
+                r.records
             );
         }
-        println!(
+        crate::input::outln!(
             "verification: {:.0} records/s ({verified} records in {verify_seconds:.2} s)",
             verified as f64 / verify_seconds
         );

@@ -217,11 +217,14 @@ pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
             "p999_ms": pct(99.9), "max_ms": pct(100.0),
         }));
     } else {
-        println!(
+        crate::input::outln!(
             "offered {} req/s for {} s on {} connections: {measured} measured, {} errors, ~{achieved:.0} req/s",
-            args.rate, args.seconds, args.connections, outcome.errors
+            args.rate,
+            args.seconds,
+            args.connections,
+            outcome.errors
         );
-        println!(
+        crate::input::outln!(
             "latency from due time: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
             pct(50.0),
             pct(90.0),

@@ -695,9 +695,9 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
             .min(60);
         for (key, value, source) in &rows {
             if source.is_empty() {
-                println!("{key:<width$}  {value}");
+                crate::input::outln!("{key:<width$}  {value}");
             } else {
-                println!("{key:<width$}  {value:<value_width$}  ({source})");
+                crate::input::outln!("{key:<width$}  {value:<value_width$}  ({source})");
             }
         }
     }

@@ -650,7 +650,7 @@ pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&value);
             } else {
-                println!(
+                crate::input::outln!(
                     "created tenant {} (issuer {})",
                     realm.id,
                     identity.config().issuer(&realm.id)
@@ -683,8 +683,10 @@ pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
                     .context(&RequestContext::operator());
                 identity.audit().record(event.into_map()).await?;
                 match &url {
-                    Some(url) => println!("incident notices for {} go to {url}", realm.id),
-                    None => println!(
+                    Some(url) => {
+                        crate::input::outln!("incident notices for {} go to {url}", realm.id)
+                    }
+                    None => crate::input::outln!(
                         "incident notices for {} go to its administrators' mailboxes",
                         realm.id
                     ),
@@ -699,7 +701,7 @@ pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
                 print_json(&Value::Array(list));
             } else {
                 for realm in &realms {
-                    println!(
+                    crate::input::outln!(
                         "{:<24} {:<9} {}",
                         realm.id,
                         realm.kind.as_str(),
@@ -760,14 +762,14 @@ fn set_password(
             }
             print_json(&value);
         } else if let Some(p) = &generated {
-            println!(
+            crate::input::outln!(
                 "password of {username} in {} set to: {}",
                 realm.id,
                 p.as_str()
             );
-            println!("(shown only this once)");
+            crate::input::outln!("(shown only this once)");
         } else {
-            println!("password of {username} in {} set", realm.id);
+            crate::input::outln!("password of {username} in {} set", realm.id);
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -823,12 +825,15 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<ExitCode> {
             }
             print_json(&value);
         } else {
-            println!(
+            crate::input::outln!(
                 "added user {} to {} (sub {}, mailbox {})",
-                user.username, realm.id, user.id, account.email
+                user.username,
+                realm.id,
+                user.id,
+                account.email
             );
             if let Some(p) = &generated {
-                println!("one-time password (shown once): {}", p.as_str());
+                crate::input::outln!("one-time password (shown once): {}", p.as_str());
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -871,11 +876,11 @@ pub fn run_app(command: AppCommand) -> anyhow::Result<ExitCode> {
             }
             print_json(&value);
         } else {
-            println!("client_id: {}", app.client_id);
+            crate::input::outln!("client_id: {}", app.client_id);
             if let Some(s) = &secret {
-                println!("client_secret (shown once): {}", s.as_str());
+                crate::input::outln!("client_secret (shown once): {}", s.as_str());
             }
-            println!("issuer: {}", identity.config().issuer(&realm.id));
+            crate::input::outln!("issuer: {}", identity.config().issuer(&realm.id));
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -928,12 +933,15 @@ pub fn run_key(command: ServiceKeyCommand) -> anyhow::Result<ExitCode> {
                     .collect();
                 print_json(&Value::Array(list));
             } else {
-                println!(
+                crate::input::outln!(
                     "{:<20} {:<16} {:<6} {:<9} CREATED",
-                    "KID", "REALM", "ALG", "STATE"
+                    "KID",
+                    "REALM",
+                    "ALG",
+                    "STATE"
                 );
                 for key in keys {
-                    println!(
+                    crate::input::outln!(
                         "{:<20} {:<16} {:<6} {:<9} {}{}",
                         key.kid,
                         key.realm_id,
@@ -965,9 +973,9 @@ pub fn run_key(command: ServiceKeyCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&key_json(&key, identity, false));
             } else if key.state == keyscope_store::KeyState::Active {
-                println!("key {} is now active in {}", key.kid, realm.id);
+                crate::input::outln!("key {} is now active in {}", key.kid, realm.id);
             } else {
-                println!(
+                crate::input::outln!(
                     "key {} is published in {} and becomes active at {}",
                     key.kid,
                     realm.id,
@@ -990,17 +998,17 @@ pub fn run_key(command: ServiceKeyCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&key_json(&key, identity, false));
             } else {
-                println!(
+                crate::input::outln!(
                     "revoked key {} of {}: {}",
                     key.kid,
                     key.realm_id,
                     reason.trim()
                 );
                 // The response path: refusal is immediate; what the key reached is next.
-                println!(
+                crate::input::outln!(
                     "validators refuse it now; live detection alerts on any further use (ks-token-revoked-key)"
                 );
-                println!(
+                crate::input::outln!(
                     "blast radius and tenant notices: keyscope incident report --kid {} --notify",
                     key.kid
                 );
@@ -1032,7 +1040,7 @@ pub fn run_issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
                 "jti": minted.jti,
             }));
         } else {
-            println!("{}", minted.access_token);
+            crate::input::outln!("{}", minted.access_token);
         }
         Ok(ExitCode::SUCCESS)
     })

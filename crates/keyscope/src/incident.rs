@@ -85,9 +85,9 @@ pub fn run(command: IncidentCommand) -> anyhow::Result<ExitCode> {
         }
         print_json(&output);
     } else {
-        print!("{}", human_report(&output));
+        crate::input::out!("{}", human_report(&output));
         for d in &deliveries {
-            println!(
+            crate::input::outln!(
                 "notice to {}: {} via {} ({})",
                 at(d, "/tenant").as_str().unwrap_or("-"),
                 if at(d, "/delivered").as_bool() == Some(true) {

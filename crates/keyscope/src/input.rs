@@ -32,5 +32,42 @@ pub fn unix_now() -> i64 {
 
 /// Prints a JSON value on one line.
 pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
+    outln!("{value}");
 }
+
+/// The exit status of a process that wrote to a closed pipe (128 + SIGPIPE), as a shell
+/// reports it for the tools that die of the signal.
+pub const EXIT_CLOSED_PIPE: i32 = 141;
+
+/// Writes to stdout. When the reader has gone away (`keyscope … | head`), the program ends
+/// quietly with [`EXIT_CLOSED_PIPE`] instead of panicking as `println!` does; another write
+/// error is reported on stderr the same way.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("keyscope: error: cannot write to stdout: {error}");
+        }
+        std::process::exit(EXIT_CLOSED_PIPE);
+    }
+}
+
+/// `println!` for command output, through [`write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::input::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::input::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// `print!` for command output, through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::input::write_stdout(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;

@@ -122,9 +122,9 @@ pub fn run(command: KeyCommand) -> anyhow::Result<ExitCode> {
             "jwks": jwks_path,
         }));
     } else {
-        println!("generated {} key {kid:?}", key.algorithm());
-        println!("  private key (mode 0600): {}", private_path.display());
-        println!("  public key set:          {}", jwks_path.display());
+        crate::input::outln!("generated {} key {kid:?}", key.algorithm());
+        crate::input::outln!("  private key (mode 0600): {}", private_path.display());
+        crate::input::outln!("  public key set:          {}", jwks_path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -173,9 +173,10 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
                 "problems": problems, "seconds": seconds,
             }));
         } else {
-            println!(
+            crate::input::outln!(
                 "imported {imported} message(s) from {total_files} file(s) into {} of {} in {seconds:.2} s",
-                mailbox.name, account.email
+                mailbox.name,
+                account.email
             );
             for problem in &problems {
                 eprintln!("skipped: {problem}");

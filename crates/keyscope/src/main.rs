@@ -2,7 +2,8 @@
 //! arguments, reads files and stdin with size limits, and maps answers to exit codes.
 //!
 //! Exit codes (every command): 0 success / accepted; 1 a negative answer (token rejected,
-//! signature invalid); 2 usage or input error (bad flags, unreadable or invalid key files).
+//! signature invalid); 2 usage or input error (bad flags, unreadable or invalid key files);
+//! 141 stdout was closed by its reader (as a shell reports SIGPIPE).
 
 #![forbid(unsafe_code)]
 

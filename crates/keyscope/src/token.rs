@@ -217,7 +217,7 @@ fn sign(key_path: &Path, typ: &str, claims: &str) -> anyhow::Result<ExitCode> {
     if !typ.is_empty() {
         header.insert("typ".to_owned(), Value::String(typ.to_owned()));
     }
-    println!("{}", key.sign_compact(header, &claims)?);
+    crate::input::outln!("{}", key.sign_compact(header, &claims)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -251,9 +251,9 @@ fn inspect(token: &str, as_json: bool) -> anyhow::Result<ExitCode> {
         }));
     } else {
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-        println!("*** {notice} ***");
-        println!("header (unverified):\n{}", pretty(&Value::Object(header)));
-        println!("claims (unverified):\n{}", pretty(&claims_value));
+        crate::input::outln!("*** {notice} ***");
+        crate::input::outln!("header (unverified):\n{}", pretty(&Value::Object(header)));
+        crate::input::outln!("claims (unverified):\n{}", pretty(&claims_value));
     }
     Ok(ExitCode::SUCCESS)
 }

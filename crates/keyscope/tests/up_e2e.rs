@@ -583,3 +583,25 @@ fn sigterm_under_load_loses_no_acknowledged_audit_record() {
         );
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let dir = TempDir::new("closed-pipe");
+    let mut command = Command::new(BIN);
+    for name in keyscope_env() {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .current_dir(&dir.0)
+        .args(["config", "show"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line (as `| head -0` would).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}

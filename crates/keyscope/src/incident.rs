@@ -357,7 +357,7 @@ async fn post_with_retries(
         match sent {
             Ok(response) if response.status().is_success() => return Ok(attempt),
             Ok(response) => last = format!("HTTP {}", response.status().as_u16()),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = e.without_url().to_string(),
         }
         if attempt < WEBHOOK_ATTEMPTS {
             tokio::time::sleep(pause).await;

@@ -241,12 +241,16 @@ impl Alerts {
                             attempt,
                             "alert webhook refused"
                         ),
-                        Err(e) => tracing::warn!(error = %e, attempt, "alert webhook failed"),
+                        // Without the URL: its query may hold a secret.
+                        Err(e) => tracing::warn!(error = %e.without_url(), attempt, "alert webhook failed"),
                     }
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
-                tracing::error!(url = %url, "alert webhook gave up");
+                tracing::error!(
+                    url = %crate::config::mask(&crate::config::ALERT_WEBHOOK, &url),
+                    "alert webhook gave up"
+                );
             });
         }
     }

@@ -9,6 +9,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -73,6 +75,8 @@ fn hex(bytes: &[u8]) -> String {
 /// How to run the binary against the drill's data directory.
 pub(super) struct Env {
     exe: PathBuf,
+    /// The drill's directory: every child runs in it.
+    work: PathBuf,
     pub data_dir: PathBuf,
     /// The drill's master key (base64url of 32 random bytes), given to every child.
     master_key: Zeroizing<String>,
@@ -87,12 +91,13 @@ pub(super) struct Output {
 }
 
 impl Env {
-    pub fn new(data_dir: PathBuf) -> anyhow::Result<Env> {
+    pub fn new(work: &Path) -> anyhow::Result<Env> {
         let exe = std::env::current_exe().context("cannot find the keyscope program itself")?;
         let key = random_bytes::<32>()?;
         Ok(Env {
             exe,
-            data_dir,
+            work: work.to_owned(),
+            data_dir: work.join("data"),
             master_key: Zeroizing::new(keyscope_jose::b64::encode_url(&key)),
         })
     }
@@ -102,9 +107,11 @@ impl Env {
     }
 
     /// The binary with a clean environment: no `KEYSCOPE_*` or `RUST_LOG` of the caller, the
-    /// drill's master key.
+    /// drill's master key, and the drill's directory as the working directory (so no
+    /// configuration file of the caller's is picked up from there either).
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.exe);
+        command.current_dir(&self.work);
         for (name, _) in std::env::vars_os() {
             let inherited = name
                 .to_str()
@@ -295,6 +302,67 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Set once the drill has been told to stop (SIGINT, SIGTERM).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the drill has been told to stop.
+pub(super) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// How long the drill may take to unwind after a signal before the watcher cleans up itself.
+const UNWIND_GRACE: Duration = Duration::from_secs(15);
+
+/// Watches for SIGINT and SIGTERM. On either, the server (its pid in `server_pid`, 0 when
+/// none) is sent SIGTERM, so whatever the drill is waiting for fails at once and the drill
+/// unwinds through its own guards (server stopped, directory removed unless kept) and exits
+/// 130. Should it not manage within [`UNWIND_GRACE`], the watcher removes the directory and
+/// exits itself.
+pub(super) fn clean_up_on_signal(dir: PathBuf, keep: bool, server_pid: Arc<AtomicU32>) {
+    let watcher = move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let signalled = runtime.block_on(async {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return tokio::signal::ctrl_c().await.is_ok();
+            };
+            tokio::select! {
+                interrupted = tokio::signal::ctrl_c() => interrupted.is_ok(),
+                _ = term.recv() => true,
+            }
+        });
+        if !signalled {
+            return;
+        }
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        let pid = server_pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        std::thread::sleep(UNWIND_GRACE);
+        if !keep {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        eprintln!("keyscope demo: interrupted");
+        std::process::exit(130);
+    };
+    let _ = std::thread::Builder::new()
+        .name("demo-signals".into())
+        .spawn(watcher);
 }
 
 impl Drop for Server {

@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -16,7 +18,7 @@ use super::attack::{self, StolenKey};
 use super::http::{self, ATTACKER_UA, Http, MailClient};
 use super::naive;
 use super::output::{Actor, Out, Row, millis};
-use super::service::{Env, Server, WorkDir};
+use super::service::{self, Env, Server, WorkDir};
 
 /// How soon an alert must follow the request that triggered it.
 const ALERT_BOUND: Duration = Duration::from_secs(1);
@@ -51,6 +53,8 @@ struct Drill {
     env: Env,
     work: PathBuf,
     server: Option<Server>,
+    /// The server's pid for the signal watcher (0: none running).
+    server_pid: Arc<AtomicU32>,
     public: String,
     alerts: PathBuf,
     rows: Vec<Row>,
@@ -114,14 +118,16 @@ const SEED_MAIL: [(&str, &str, &str, &str); 7] = [
 pub(super) fn run(args: &Storm0558Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let work = WorkDir::create(args.keep)?;
-    let data_dir = work.path().join("data");
-    let env = Env::new(data_dir)?;
+    let server_pid = Arc::new(AtomicU32::new(0));
+    service::clean_up_on_signal(work.path().to_owned(), args.keep, Arc::clone(&server_pid));
+    let env = Env::new(work.path())?;
     let mut drill = Drill {
         out: Out::new(args.json),
         http: Http::new()?,
         env,
         work: work.path().to_owned(),
         server: None,
+        server_pid,
         public: String::new(),
         alerts: work.path().join("alerts.jsonl"),
         rows: Vec::new(),
@@ -160,6 +166,18 @@ pub(super) fn run(args: &Storm0558Args) -> anyhow::Result<ExitCode> {
         && result.is_err()
     {
         let _ = server.stop();
+    }
+    drill.server_pid.store(0, Ordering::SeqCst);
+    if service::interrupted() {
+        drop(drill);
+        let path = work.path().display().to_string();
+        let kept = work.keep;
+        drop(work);
+        eprintln!(
+            "keyscope demo: interrupted; {} {path}",
+            if kept { "kept" } else { "removed" }
+        );
+        return Ok(ExitCode::from(130));
     }
     if let Err(error) = result {
         if args.keep {
@@ -273,6 +291,7 @@ impl Drill {
         let started = Instant::now();
         let server = Server::start(&self.env, &self.work, &self.alerts, &self.http)?;
         self.public = format!("http://{}", server.addr);
+        self.server_pid.store(server.pid(), Ordering::SeqCst);
         self.out.say(
             Actor::Drill,
             Some(true),
@@ -1121,7 +1140,9 @@ impl Drill {
     fn shut_down(&mut self) -> anyhow::Result<()> {
         self.out.step("Shut down and verify the audit log");
         if let Some(mut server) = self.server.take() {
-            let (code, took) = server.stop()?;
+            let stopped = server.stop();
+            self.server_pid.store(0, Ordering::SeqCst);
+            let (code, took) = stopped?;
             self.out.say(
                 Actor::Drill,
                 Some(code == Some(0)),

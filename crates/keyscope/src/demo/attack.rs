@@ -21,13 +21,8 @@ pub(super) struct StolenKey {
 }
 
 /// Reads `realm`'s active key out of the store in `data_dir` and unseals it with the master
-/// key, exactly as the service would to sign with it.
-pub(super) fn steal(
-    http: &Http,
-    data_dir: &Path,
-    master_key: &str,
-    realm: &str,
-) -> anyhow::Result<StolenKey> {
+/// key file beside it, exactly as the service does to sign with it.
+pub(super) fn steal(http: &Http, data_dir: &Path, realm: &str) -> anyhow::Result<StolenKey> {
     let keys = http.block_on(async {
         let store = keyscope_store::Store::open_sqlite(data_dir).await?;
         let keys = store.keys().await;
@@ -39,7 +34,7 @@ pub(super) fn steal(
         .find(|k| k.realm_id == realm && k.state == keyscope_store::KeyState::Active)
         .with_context(|| format!("realm {realm} has no active key"))?;
     let binding = keyscope_identity::sealing_binding(realm);
-    let custody = SealedKeyStore::new(MasterKey::from_env_value(master_key)?);
+    let custody = SealedKeyStore::new(MasterKey::from_file(&data_dir.join("master.key"))?);
     let sealed = b64::decode_url(record.key_reference.as_bytes())
         .context("the stored key reference is not base64url")?;
     let alg = Algorithm::from_name(&record.alg).context("the stored key's algorithm")?;

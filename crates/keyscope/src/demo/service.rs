@@ -1,7 +1,8 @@
 //! The drill's own Keyscope: a private data directory, the real binary as `keyscope up` in a
 //! child process, and the real admin commands as further child processes, all with an
-//! environment the drill controls (a fresh master key, none of the caller's `KEYSCOPE_*`
-//! settings, so the drill can never touch a real deployment).
+//! environment the drill controls: none of the caller's `KEYSCOPE_*` settings (so the drill
+//! can never touch a real deployment), hence a fresh master key that `keyscope up` creates in
+//! the data directory, which keeps a `--keep` directory usable with `--data-dir`.
 
 use std::fs;
 use std::io::Read;
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use zeroize::Zeroizing;
 
 use super::http::Http;
 
@@ -78,8 +78,6 @@ pub(super) struct Env {
     /// The drill's directory: every child runs in it.
     work: PathBuf,
     pub data_dir: PathBuf,
-    /// The drill's master key (base64url of 32 random bytes), given to every child.
-    master_key: Zeroizing<String>,
 }
 
 /// What a child command printed.
@@ -93,22 +91,16 @@ pub(super) struct Output {
 impl Env {
     pub fn new(work: &Path) -> anyhow::Result<Env> {
         let exe = std::env::current_exe().context("cannot find the keyscope program itself")?;
-        let key = random_bytes::<32>()?;
         Ok(Env {
             exe,
             work: work.to_owned(),
             data_dir: work.join("data"),
-            master_key: Zeroizing::new(keyscope_jose::b64::encode_url(&key)),
         })
     }
 
-    pub fn master_key(&self) -> &str {
-        &self.master_key
-    }
-
-    /// The binary with a clean environment: no `KEYSCOPE_*` or `RUST_LOG` of the caller, the
-    /// drill's master key, and the drill's directory as the working directory (so no
-    /// configuration file of the caller's is picked up from there either).
+    /// The binary with a clean environment: no `KEYSCOPE_*` or `RUST_LOG` of the caller (so
+    /// the master key is the data directory's `master.key`), and the drill's directory as the
+    /// working directory (so no configuration file of the caller's is picked up there either).
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.exe);
         command.current_dir(&self.work);
@@ -120,7 +112,6 @@ impl Env {
                 command.env_remove(&name);
             }
         }
-        command.env("KEYSCOPE_MASTER_KEY", self.master_key.as_str());
         command.stdin(Stdio::null());
         command
     }

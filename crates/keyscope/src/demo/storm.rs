@@ -194,7 +194,7 @@ pub(super) fn run(args: &Storm0558Args) -> anyhow::Result<ExitCode> {
     drop(std::mem::take(&mut drill.server));
     if args.keep {
         drill.out.note(&format!(
-            "kept {data_dir}: data/ (store, master key, audit log), alerts.jsonl, server.log, mail/"
+            "kept {data_dir}: data/ (store, master.key, audit log; try keyscope audit search --data-dir {data_dir}/data), alerts.jsonl, server.log, mail/"
         ));
     } else {
         drop(work);
@@ -573,14 +573,13 @@ impl Drill {
         let key = attack::steal(
             &self.http,
             &self.env.data_dir,
-            self.env.master_key(),
             keyscope_store::CONSUMER_REALM,
         )?;
         self.out.say(
             Actor::Attacker,
             None,
             &format!(
-                "holds the consumer signing key {} (read out of the drill's own key store, standing in for the 2023 crash dump)",
+                "holds the consumer signing key {} (unsealed from the drill's own key store with its master.key, standing in for the 2023 crash dump)",
                 key.kid
             ),
         );
@@ -723,12 +722,7 @@ impl Drill {
 
     fn enterprise_key_stolen(&mut self) -> anyhow::Result<(StolenKey, String)> {
         self.out.step("The attacker steals an enterprise key too");
-        let key = attack::steal(
-            &self.http,
-            &self.env.data_dir,
-            self.env.master_key(),
-            "contoso",
-        )?;
+        let key = attack::steal(&self.http, &self.env.data_dir, "contoso")?;
         self.out.say(
             Actor::Attacker,
             None,

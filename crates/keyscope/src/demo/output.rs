@@ -189,12 +189,13 @@ impl Out {
         self.emit(&self.paint(BOLD, "Summary"));
         let table = table(rows);
         for (i, line) in table.lines.iter().enumerate() {
-            let text = if i == 0 {
-                self.paint(BOLD, line)
-            } else {
-                line.clone()
+            let held = table.held.get(i).copied().flatten();
+            let text = match held {
+                None => self.paint(BOLD, line),
+                Some(false) => self.paint(RED, line),
+                Some(true) => line.clone(),
             };
-            let held = match table.held.get(i).copied().flatten() {
+            let held = match held {
                 Some(true) => self.paint(GREEN, "yes"),
                 Some(false) => self.paint(RED, "NO"),
                 None => self.paint(BOLD, "HELD"),

@@ -180,12 +180,30 @@ pub(super) fn run(args: &Storm0558Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     if let Err(error) = result {
+        let data_dir = work.path().display().to_string();
         if args.keep {
-            drill
-                .out
-                .note(&format!("kept {} for inspection", work.path().display()));
+            drill.out.note(&format!("kept {data_dir} for inspection"));
         }
-        return Err(error);
+        drop(drill.server.take());
+        drop(work);
+        if !args.json {
+            return Err(error);
+        }
+        // Machines get a document even when the drill could not finish: what ran, and why not.
+        eprintln!("keyscope: error: {error:#}");
+        crate::input::print_json(&json!({
+            "drill": "storm-0558",
+            "passed": false,
+            "error": format!("{error:#}"),
+            "data_dir": data_dir,
+            "kept": args.keep,
+            "server_url": drill.public,
+            "steps": drill.out.steps(),
+            "summary": drill.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+            "naive": drill.naive,
+            "duration_ms": millis(started.elapsed()),
+        }));
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
     }
     let seconds = started.elapsed().as_secs_f64();
     drill.out.summary(&drill.rows, seconds);

@@ -326,13 +326,12 @@ impl Drill {
         for tenant in ["contoso", "fabrikam"] {
             self.env.json(&["tenant", "create", tenant, "--json"])?;
         }
-        let cast: [(&'static str, &str, bool); 6] = [
+        let cast: [(&'static str, &str, bool); 5] = [
             ("carol", keyscope_store::CONSUMER_REALM, true),
             ("alice", "contoso", false),
             ("bob", "contoso", true),
             ("erin", "fabrikam", false),
             ("frank", "fabrikam", true),
-            ("dave", keyscope_store::CONSUMER_REALM, false),
         ];
         for (name, realm, admin) in cast {
             let mut args = vec!["user", "add"];
@@ -1024,7 +1023,7 @@ impl Drill {
                 Actor::Operator,
                 Some(output.code == Some(0)),
                 &format!(
-                    "keyscope incident report --kid {kid} --notify ({} ms): {} issued and {} accepted, all genuine users'; {} ({by_reason}); {} with its tokens; tenants {}",
+                    "keyscope incident report --kid {kid} --notify ({} ms): {} issued, {} accepted; {} ({by_reason}); {} with its tokens; tenants {}",
                     millis(started.elapsed()),
                     plural(number("/tokens_issued/count"), "token"),
                     plural(number("/tokens_accepted/count"), "request"),
@@ -1074,9 +1073,14 @@ impl Drill {
             Actor::Keyscope,
             Some(held),
             &format!(
-                "the attacker touched nothing: {} forged-token requests accepted, {} mailbox items read or sent with tokens the ledger never issued ({})",
+                "what the attacker touched: {} requests accepted and {} mailbox items read or sent with tokens the ledger never issued; {} ({})",
                 reach.accepted,
                 reach.mail,
+                if listed_ok {
+                    "the reports list every attempt"
+                } else {
+                    "the reports MISS attempts"
+                },
                 listing.join("; ")
             ),
         );
@@ -1110,7 +1114,7 @@ impl Drill {
                         Some(true),
                         &format!(
                             "{who} (administrator) finds {} in the Inbox: \"{}\"",
-                            plural(inbox.total, "signed notice"),
+                            plural(inbox.total, "incident notice"),
                             inbox.subjects.first().map_or("-", String::as_str)
                         ),
                     );
@@ -1142,7 +1146,7 @@ impl Drill {
             "response: affected tenants notified",
             expected,
             observed,
-            "signed notices in the administrators' Inboxes".to_owned(),
+            "incident notices in the administrators' Inboxes".to_owned(),
         );
         Ok(())
     }

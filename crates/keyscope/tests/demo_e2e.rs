@@ -44,8 +44,14 @@ const ROWS: [(&str, &str); 16] = [
 /// Runs the drill with its temporary directory under `tmp`.
 fn drill(tmp: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = Command::new(BIN);
-    for name in KEYSCOPE_ENV {
-        command.env_remove(name);
+    // None of the developer's KEYSCOPE_* settings (whichever exist) or RUST_LOG.
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("KEYSCOPE_") || n == "RUST_LOG")
+        {
+            command.env_remove(name);
+        }
     }
     command
         .env("TMPDIR", &tmp.0)

@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -193,11 +193,20 @@ impl Server {
                 .context("cannot find a free port on 127.0.0.1")?
                 .port();
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            // Owner-only, like everything in the directory: on a first start the server prints
+            // the bootstrap operator's one-time password, and alerts name users and addresses.
             let file = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&log)
                 .with_context(|| format!("cannot open {}", log.display()))?;
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(alert_file)
+                .with_context(|| format!("cannot create {}", alert_file.display()))?;
             let mut command = env.command();
             command
                 .arg("up")

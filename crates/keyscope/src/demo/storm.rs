@@ -3,6 +3,7 @@
 //! attacker over HTTP.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -416,7 +417,10 @@ impl Drill {
 
         // Seeded mail, through `keyscope mail import`.
         let mail_dir = self.work.join("mail");
-        std::fs::create_dir_all(&mail_dir).context("cannot create the mail directory")?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&mail_dir)
+            .context("cannot create the mail directory")?;
         let mut files: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (n, (who, subject, from, body)) in SEED_MAIL.iter().enumerate() {
             let person = self.person(who)?;

@@ -22,7 +22,7 @@ use clap::{Args, Subcommand};
 #[derive(Subcommand, Debug)]
 pub enum DemoCommand {
     /// Replay the 2023 Storm-0558 attack against a fresh Keyscope in a temporary directory.
-    /// Exit 0 only if every defence held.
+    /// Exit 0 only if every defence held, 1 if one did not, 2 if the drill could not run.
     #[command(name = "storm-0558")]
     Storm0558(Storm0558Args),
 }

@@ -1260,7 +1260,7 @@ fn wait_alert(path: &Path, rule: &str, before: usize, since: Instant) -> Option<
         if since.elapsed() > ALERT_PATIENCE {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -1310,6 +1310,12 @@ fn attacker_reach(audit_dir: &Path, forged: &BTreeSet<String>) -> anyhow::Result
         true
     })
     .context("cannot read the audit log")?;
+    Ok(reach(&records, forged))
+}
+
+/// Accepted requests, and mailbox items read or sent, with a token that is one of `forged`
+/// or that no `TokenIssued` record in `records` accounts for.
+fn reach(records: &[Map<String, Value>], forged: &BTreeSet<String>) -> Reach {
     let field = |r: &Map<String, Value>, name: &str| -> Option<String> {
         r.get(name).and_then(Value::as_str).map(str::to_owned)
     };
@@ -1325,7 +1331,7 @@ fn attacker_reach(audit_dir: &Path, forged: &BTreeSet<String>) -> anyhow::Result
         accepted: 0,
         mail: 0,
     };
-    for record in &records {
+    for record in records {
         match field(record, "Operation").as_deref() {
             Some("TokenValidated")
                 if field(record, "ResultStatus").as_deref() == Some("Success")
@@ -1342,5 +1348,53 @@ fn attacker_reach(audit_dir: &Path, forged: &BTreeSet<String>) -> anyhow::Result
             _ => {}
         }
     }
-    Ok(reach)
+    reach
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn reach_counts_only_what_unissued_tokens_did() {
+        let forged = BTreeSet::from(["forged-1".to_owned()]);
+        let records = [
+            json!({"Operation": "TokenIssued", "TokenId": "genuine"}),
+            json!({"Operation": "TokenValidated", "TokenId": "genuine", "ResultStatus": "Success"}),
+            json!({"Operation": "MailItemsAccessed", "TokenId": "genuine", "OperationCount": 4}),
+            json!({"Operation": "TokenValidated", "TokenId": "forged-1", "ResultStatus": "Failure"}),
+            json!({"Operation": "MailItemsAccessed"}),
+        ]
+        .map(record);
+        let clean = reach(&records, &forged);
+        assert_eq!((clean.accepted, clean.mail), (0, 0));
+
+        // A forged token that got in, and one the ledger never saw that read mail.
+        let breached = [
+            json!({"Operation": "TokenValidated", "TokenId": "forged-1", "ResultStatus": "Success"}),
+            json!({"Operation": "TokenValidated", "TokenId": "stray", "ResultStatus": "Success"}),
+            json!({"Operation": "MailItemsAccessed", "TokenId": "stray", "OperationCount": 3}),
+            json!({"Operation": "Send", "TokenId": "forged-1"}),
+        ]
+        .map(record);
+        let all: Vec<_> = records.iter().chain(breached.iter()).cloned().collect();
+        let hit = reach(&all, &forged);
+        assert_eq!((hit.accepted, hit.mail), (2, 4));
+    }
+
+    #[test]
+    fn plural_and_jti() {
+        assert_eq!(plural(1, "token"), "1 token");
+        assert_eq!(plural(0, "token"), "0 tokens");
+        let claims = keyscope_jose::b64::encode_url(br#"{"jti":"forged-x"}"#);
+        assert_eq!(
+            jti_of(&format!("e30.{claims}.")).as_deref(),
+            Some("forged-x")
+        );
+        assert_eq!(jti_of("not a token"), None);
+    }
 }

@@ -30,6 +30,8 @@ pub struct IncidentReport {
     refused: BTreeMap<(String, String, String), Usage>,
     /// Token ids accepted with the key: mailbox access with them is the attacker's reach.
     tokens: HashSet<String>,
+    /// The same token ids by tenant, to count distinct tokens (not requests) per tenant.
+    tokens_by_tenant: BTreeMap<String, HashSet<String>>,
     mail: BTreeMap<MailGroup, MailUsage>,
     sent: BTreeMap<Group, Usage>,
     records_seen: u64,
@@ -100,6 +102,7 @@ impl IncidentReport {
             accepted: BTreeMap::new(),
             refused: BTreeMap::new(),
             tokens: HashSet::new(),
+            tokens_by_tenant: BTreeMap::new(),
             mail: BTreeMap::new(),
             sent: BTreeMap::new(),
             records_seen: 0,
@@ -191,6 +194,10 @@ impl IncidentReport {
                 if accepted {
                     if let Some(jti) = event.get("TokenId").and_then(Value::as_str) {
                         self.tokens.insert(jti.to_owned());
+                        self.tokens_by_tenant
+                            .entry(text(event, "OrganizationId"))
+                            .or_default()
+                            .insert(jti.to_owned());
                     }
                     self.accepted.entry(group()).or_default().add(time, seq);
                 } else {
@@ -310,6 +317,12 @@ impl IncidentReport {
         };
         let (issued_n, issued) = groups(&self.issued);
         let (accepted_n, accepted) = groups(&self.accepted);
+        let accepted_tokens: usize = self
+            .tokens_by_tenant
+            .iter()
+            .filter(|(tenant, _)| keep(tenant))
+            .map(|(_, tokens)| tokens.len())
+            .sum();
         let (sent_n, sent) = groups(&self.sent);
         let mut refused_n = 0;
         let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
@@ -384,7 +397,8 @@ impl IncidentReport {
                 json!([])
             },
             "tokens_issued": {"count": issued_n, "groups": issued},
-            "tokens_accepted": {"count": accepted_n, "groups": accepted},
+            // `count` is distinct tokens; `requests` is every accepted presentation.
+            "tokens_accepted": {"count": accepted_tokens, "requests": accepted_n, "groups": accepted},
             "refused_attempts": {"count": refused_n, "by_reason": by_reason, "groups": refused},
             "mail_accessed": {"operations": operations, "mailboxes": mailboxes, "groups": mail},
             "mail_sent": {"count": sent_n, "groups": sent},
@@ -447,8 +461,15 @@ mod tests {
             6,
             json!({"Operation":"TokenValidated","KeyId":"k1","TokenId":"forged","ResultStatus":"Failure","Reason":"key_issuer_mismatch","OrganizationId":"contoso","ClientIPAddress":"203.0.113.9","CreationTime":t(5)}),
         );
+        // The same token presented again: one token, two accepted requests.
+        add(
+            &mut report,
+            7,
+            json!({"Operation":"TokenValidated","KeyId":"k1","TokenId":"j1","ResultStatus":"Success","OrganizationId":"consumers","UserId":"u","AppId":"a","ClientIPAddress":"192.0.2.1","CreationTime":t(6)}),
+        );
         let all = report.to_json();
         assert_eq!(all["tokens_accepted"]["count"], 1);
+        assert_eq!(all["tokens_accepted"]["requests"], 2);
         assert_eq!(all["tokens_issued"]["count"], 1);
         assert_eq!(all["mail_accessed"]["operations"], 2);
         assert_eq!(
@@ -460,7 +481,7 @@ mod tests {
             1
         );
         assert_eq!(all["first_use"], "2026-11-22T10:00:01.000000Z");
-        assert_eq!(all["last_use"], "2026-11-22T10:00:02.000000Z");
+        assert_eq!(all["last_use"], "2026-11-22T10:00:06.000000Z");
         assert_eq!(report.tenants(), vec!["consumers", "contoso"]);
         let contoso = report.for_tenant("contoso");
         assert_eq!(contoso["tokens_accepted"]["count"], 0);

@@ -339,6 +339,7 @@ async fn open(
             .create(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     }
+    restrict_data_dir(dir)?;
     let store = match &place.database_url {
         Some(url) => Store::connect(&url.value).await?,
         None => Store::open_sqlite(dir).await?,
@@ -362,6 +363,37 @@ async fn open(
     let mut config = IdentityConfig::new(&public_url);
     tune(&mut config);
     Ok(Identity::start(config, store, keystore, audit).await?)
+}
+
+/// The data directory holds the master key, sealed keys, password hashes and the audit log;
+/// the files inside are created with the default modes, so the directory itself must keep
+/// other users out. A directory made beforehand with looser permissions is tightened to
+/// 0700, and the operator is told.
+fn restrict_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the data directory {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("the data directory {} is not a directory", dir.display());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "the data directory {} is open to other users (mode {mode:o}) and cannot \
+                     be restricted to 0700",
+                    dir.display()
+                )
+            },
+        )?;
+        eprintln!(
+            "keyscope: warning: the data directory {} was open to other users (mode {mode:o}); \
+             it is now 0700",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn open_audit(dir: &Path, store: &Store, server: bool) -> anyhow::Result<AuditSink> {

@@ -170,7 +170,12 @@ fn human_report(report: &Value) -> String {
             .as_u64()
             .or_else(|| at(part, "/operations").as_u64())
             .unwrap_or(0);
-        out.push_str(&format!("\n{title}: {count}\n"));
+        match at(part, "/requests").as_u64() {
+            Some(requests) => out.push_str(&format!(
+                "\n{title}: {count} (presented in {requests} accepted request(s); COUNT below is requests)\n"
+            )),
+            None => out.push_str(&format!("\n{title}: {count}\n")),
+        }
         let rows: Vec<Vec<String>> = at(part, "/groups")
             .as_array()
             .into_iter()

@@ -21,6 +21,11 @@ use serde_json::{Map, Value, json};
 const TICK: Duration = Duration::from_secs(60);
 /// Webhook attempts per alert.
 const WEBHOOK_ATTEMPTS: u32 = 3;
+/// At most this many alerts of one rule per de-duplication window. The entity of a forgery
+/// alert includes claims the attacker chose (`sub`, `tid`): without a cap, a holder of a
+/// stolen key could raise one alert (and webhook call) per invented user. Past the cap one
+/// "alert storm" alert says so; every refusal is still in the audit log.
+const MAX_ALERTS_PER_RULE: u32 = 50;
 
 /// Where alerts go besides the audit log.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +72,7 @@ pub fn spawn(
                 sinks,
                 runtime,
                 last: HashMap::new(),
+                per_rule: HashMap::new(),
                 stats: thread_stats,
                 client: None,
             };
@@ -157,6 +163,8 @@ struct Alerts {
     runtime: tokio::runtime::Handle,
     /// (rule, entity) → when last raised.
     last: HashMap<String, Instant>,
+    /// rule → (window start, alerts raised in it, whether the storm alert went out).
+    per_rule: HashMap<String, (Instant, u32, bool)>,
     stats: Arc<LiveStats>,
     client: Option<reqwest::Client>,
 }
@@ -177,6 +185,30 @@ impl Alerts {
             self.last.retain(|_, at| at.elapsed() < window);
         }
         self.last.insert(key, Instant::now());
+        let now = Instant::now();
+        let window = self.sinks.dedup;
+        let budget = self
+            .per_rule
+            .entry(finding.rule_id.clone())
+            .or_insert((now, 0, false));
+        if now.duration_since(budget.0) >= window {
+            *budget = (now, 0, false);
+        }
+        if budget.1 >= MAX_ALERTS_PER_RULE {
+            self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
+            if !budget.2 {
+                budget.2 = true;
+                let storm = storm_finding(finding, window);
+                self.deliver(&storm);
+            }
+            return;
+        }
+        budget.1 += 1;
+        self.deliver(finding);
+    }
+
+    /// Records one alert and sends it to the sinks.
+    fn deliver(&mut self, finding: &Finding) {
         let event = alert_event(finding);
         let seq = match self.log.append(event) {
             Ok(seq) => seq,
@@ -254,6 +286,21 @@ impl Alerts {
             });
         }
     }
+}
+
+/// The alert that says a rule is raising more alerts than the cap allows.
+fn storm_finding(finding: &Finding, window: Duration) -> Finding {
+    let mut storm = finding.clone();
+    storm.title = format!("Alert storm: {}", finding.title);
+    storm.summary = format!(
+        "{MAX_ALERTS_PER_RULE} alerts of {} within {} s: further ones are suppressed for the \
+         rest of the window (each event is still in the audit log; hunt it with `keyscope \
+         audit search` or `keyscope hunt`)",
+        finding.rule_id,
+        window.as_secs()
+    );
+    storm.entity = vec![("RuleId".to_owned(), finding.rule_id.clone())];
+    storm
 }
 
 /// The `Alert` audit record of a finding: rule id, severity, entities, the triggering

@@ -441,3 +441,57 @@ fn forged_tokens_raise_alerts_then_revocation_report_and_notices_follow() {
     assert_eq!(server.terminate(), 0);
     audit_verify(&place.data_dir);
 }
+
+/// A holder of a stolen key invents a new `sub` for every forged token: each is a new alert
+/// entity, but one rule raises at most 50 alerts per window, then one "alert storm" alert.
+#[test]
+fn forged_tokens_with_invented_users_cannot_flood_the_alert_sinks() {
+    let dir = TempDir::new("detect-storm");
+    let logs = TempDir::new("detect-storm-logs");
+    let place = Place {
+        data_dir: dir.join("data"),
+        database_url: None,
+        master_key: Some(random_master_key()),
+    };
+    let alerts = dir.join("alerts.jsonl");
+    let server = Server::start(&place, "server", &["--alert-file", s(&alerts)], &logs);
+    place.ok(&["tenant", "create", "contoso"]);
+    let public = format!("http://{}", server.addr);
+    let (_, consumer_key) = stolen_key(&place, "consumers");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for i in 0..70 {
+        let claims = json!({"iss": format!("{public}/t/contoso"), "sub": format!("invented-{i}"),
+            "aud": format!("{public}/jmap"), "exp": now + 600, "iat": now, "nbf": now,
+            "jti": format!("forged-{i}"), "client_id": "keyscope-mail", "tid": "contoso"});
+        let token = forge(consumer_key.as_ref(), &claims);
+        assert!(refusal(&server, &token).contains("key_issuer_mismatch"));
+    }
+    wait_until(Duration::from_secs(30), "the storm alert", || {
+        alert_lines(&alerts)
+            .iter()
+            .any(|a| a["title"].as_str().unwrap_or("").starts_with("Alert storm"))
+    });
+    // Let anything still in flight arrive before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = alert_lines(&alerts);
+    let of_rule: Vec<&Value> = lines
+        .iter()
+        .filter(|a| a["rule_id"] == "ks-token-key-issuer-mismatch")
+        .collect();
+    assert_eq!(of_rule.len(), 51, "{lines:#?}");
+    let storms = of_rule
+        .iter()
+        .filter(|a| a["title"].as_str().unwrap().starts_with("Alert storm"))
+        .count();
+    assert_eq!(storms, 1);
+    // Every refusal is still in the log.
+    let refusals = audit_records(&place.data_dir)
+        .iter()
+        .filter(|r| r["Operation"] == "TokenValidated" && r["Reason"] == "key_issuer_mismatch")
+        .count();
+    assert_eq!(refusals, 70);
+    assert_eq!(server.terminate(), 0);
+}

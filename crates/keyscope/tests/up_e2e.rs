@@ -605,3 +605,24 @@ fn a_closed_stdout_ends_a_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(141), "{stderr}");
 }
+
+#[test]
+fn a_data_directory_open_to_other_users_is_restricted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("open-data-dir");
+    let data = dir.join("data");
+    fs::create_dir(&data).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+    let place = Place {
+        data_dir: data.clone(),
+        database_url: None,
+        master_key: None,
+    };
+    let run = place.run(&["tenant", "list"], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("was open to other users"), "{run:?}");
+    let mode = fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // master.key, the database and the log are inside it.
+    assert!(data.join("master.key").is_file());
+}

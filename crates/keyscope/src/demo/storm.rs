@@ -1030,7 +1030,7 @@ impl Drill {
                     "keyscope incident report --kid {kid} --notify ({} ms): {} issued, {} accepted; {} ({by_reason}); {} with its tokens; tenants {}",
                     millis(started.elapsed()),
                     plural(number("/tokens_issued/count"), "token"),
-                    plural(number("/tokens_accepted/count"), "request"),
+                    plural(number("/tokens_accepted/requests"), "request"),
                     plural(number("/refused_attempts/count"), "refused attempt"),
                     plural(number("/mail_accessed/operations"), "mailbox operation"),
                     tenants.join(", ")

@@ -32,7 +32,7 @@ use thiserror::Error;
 
 pub use checkpoint::Checkpoint;
 pub use event::{EventError, parse_event};
-pub use log::{AuditLog, Options};
+pub use log::{AuditLog, Options, WriterStats};
 pub use scan::{Defect, audit_dir};
 
 /// Whether a process (a running server, a writer or a pruner) holds the log at `audit_dir`

@@ -15,8 +15,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use keyscope_jose::{SigningKey, b64};
+use keyscope_metrics::{Buckets, Counter, Histogram};
 use serde_json::{Map, Value};
 
 use crate::AuditError;
@@ -65,6 +67,8 @@ struct QueueState {
     /// Queued events, already serialised by their appenders (so that this work runs in
     /// parallel with the writer's fsync, not on the writer thread).
     pending: Vec<Vec<u8>>,
+    /// When each pending event was queued (same order), for the append latency.
+    queued_at: Vec<Instant>,
     /// The sequence number the next queued event gets.
     next_seq: u64,
     /// Everything up to here is durable.
@@ -88,6 +92,38 @@ impl Queue {
     }
 }
 
+/// What the writer has done, for `/metrics`. Updated by the writer thread only (atomics; the
+/// appenders' path is unchanged but for one `Instant` per queued event).
+#[derive(Debug)]
+pub struct WriterStats {
+    /// Per record: from being queued to being durable (written, fsynced, covered by a signed
+    /// checkpoint), in seconds. What an appender waits, minus its own wake-up.
+    pub append_latency: Histogram,
+    /// Per batch: writing the batch and its checkpoint and the `fdatasync`, in seconds.
+    pub commit_duration: Histogram,
+    /// Batches committed (each one write, one checkpoint, one `fdatasync`).
+    pub batches: Counter,
+    /// Records committed.
+    pub records: Counter,
+    /// File syncs (`fdatasync` per batch, plus preallocation and new segments).
+    pub fsyncs: Counter,
+    /// Batches that failed to be written (the log then refuses appends until reopened).
+    pub failures: Counter,
+}
+
+impl Default for WriterStats {
+    fn default() -> WriterStats {
+        WriterStats {
+            append_latency: Histogram::new(&Buckets::latency()),
+            commit_duration: Histogram::new(&Buckets::latency()),
+            batches: Counter::new(),
+            records: Counter::new(),
+            fsyncs: Counter::new(),
+            failures: Counter::new(),
+        }
+    }
+}
+
 /// A queued event's place, to wait on: its seq and the generation of its batch.
 struct Ticket(u64, u64);
 
@@ -101,6 +137,7 @@ pub struct AuditLog {
     /// Held (flock) while the log is open; released by `close`.
     lock: Mutex<Option<File>>,
     taps: Taps,
+    stats: Arc<WriterStats>,
 }
 
 struct Writer {
@@ -121,6 +158,7 @@ struct Writer {
     key: SigningKey,
     latest: Arc<Mutex<Option<Checkpoint>>>,
     taps: Taps,
+    stats: Arc<WriterStats>,
 }
 
 /// Subscribers to committed records (live detection): each gets every batch once durable.
@@ -190,6 +228,7 @@ impl AuditLog {
         let (frontier, prev) = (scanned.frontier, scanned.last_leaf);
         let latest = Arc::new(Mutex::new(scanned.last_checkpoint));
         let taps: Taps = Arc::default();
+        let stats = Arc::new(WriterStats::default());
         let writer = Writer {
             segments: segments_dir(audit_dir),
             segment_bytes: options.segment_bytes,
@@ -204,10 +243,12 @@ impl AuditLog {
             key,
             latest: Arc::clone(&latest),
             taps: Arc::clone(&taps),
+            stats: Arc::clone(&stats),
         };
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
                 pending: Vec::new(),
+                queued_at: Vec::new(),
                 next_seq: committed.records + 1,
                 committed: committed.records,
                 failed: None,
@@ -231,6 +272,7 @@ impl AuditLog {
             dir: audit_dir.to_path_buf(),
             lock: Mutex::new(Some(lock)),
             taps,
+            stats,
         })
     }
 
@@ -244,6 +286,11 @@ impl AuditLog {
             taps.push(sender);
         }
         receiver
+    }
+
+    /// What the writer has done so far: append latency, batches, fsyncs (for `/metrics`).
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// The highest sequence number that is durable.
@@ -313,6 +360,7 @@ impl AuditLog {
                 Err(e) => Err(AuditError::Event(e)),
             });
         }
+        let queued_at = Instant::now();
         let mut state = self.queue.lock()?;
         if state.closing {
             return Err(AuditError::Closed);
@@ -327,6 +375,7 @@ impl AuditLog {
                     let seq = state.next_seq;
                     state.next_seq += 1;
                     state.pending.push(event);
+                    state.queued_at.push(queued_at);
                     Ticket(seq, state.generation)
                 })
             })
@@ -506,10 +555,11 @@ impl Writer {
                 (
                     generation,
                     std::mem::take(&mut state.pending),
+                    std::mem::take(&mut state.queued_at),
                     state.failed.clone(),
                 )
             };
-            let (generation, batch, failed) = batch;
+            let (generation, batch, queued_at, failed) = batch;
             let count = batch.len() as u64;
             // After a failed write the file may end in a partial batch: nothing more is
             // written until the log is reopened (and recovered).
@@ -517,6 +567,8 @@ impl Writer {
                 Some(why) => Err(AuditError::Failed(why)),
                 None => self.commit(batch),
             };
+            let durable = Instant::now();
+            let committed = result.is_ok();
             if let Ok(mut state) = queue.state.lock() {
                 match result {
                     Ok(first_seq) => state.committed = first_seq + count - 1,
@@ -535,6 +587,17 @@ impl Writer {
             }
             if let Some(condvar) = queue.committed.get(parity) {
                 condvar.notify_all();
+            }
+            // Accounted after the wake-ups, so that waiters do not wait for it.
+            if committed {
+                for at in queued_at {
+                    self.stats
+                        .append_latency
+                        .observe_duration(durable.saturating_duration_since(at));
+                }
+                self.stats.records.add(count);
+            } else {
+                self.stats.failures.inc();
             }
         }
     }
@@ -597,12 +660,14 @@ impl Writer {
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
             self.file = new_segment(&audit_dir, first_seq, self.step)?;
+            self.stats.fsyncs.add(2);
             self.offset = 0;
             self.allocated = self.step;
         }
         let end = self.offset + buffer.len() as u64;
         if end > self.allocated {
             let target = end.max(self.allocated + self.step);
+            self.stats.fsyncs.inc();
             if let Err(error) = preallocate(&self.file, self.allocated, target) {
                 return Err(AuditError::Failed(format!(
                     "audit log preallocation failed: {error}"
@@ -610,10 +675,15 @@ impl Writer {
             }
             self.allocated = target;
         }
+        let started = Instant::now();
         let written = self
             .file
             .write_all_at(&buffer, self.offset)
             .and_then(|()| self.file.sync_data());
+        self.stats.fsyncs.inc();
+        self.stats
+            .commit_duration
+            .observe_duration(started.elapsed());
         if let Err(error) = written {
             // The file may now end in a partial batch; recovery on the next open cuts it off.
             return Err(AuditError::Failed(format!(
@@ -625,6 +695,7 @@ impl Writer {
         self.has_prev = has_prev;
         self.next_seq = first_seq + count;
         self.offset += buffer.len() as u64;
+        self.stats.batches.inc();
         if let Ok(mut latest) = self.latest.lock() {
             *latest = Some(checkpoint);
         }
@@ -701,6 +772,38 @@ mod tests {
             .collect();
         assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
         assert_eq!(log.committed_seq(), 6);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn writer_stats_count_every_record_and_batch() {
+        let dir = std::env::temp_dir().join(format!("ks-audit-stats-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = AuditLog::open(&dir).unwrap();
+        log.append(event(0)).unwrap();
+        assert!(
+            log.append_all((1..=9).map(event).collect())
+                .iter()
+                .all(Result::is_ok)
+        );
+        let stats = log.stats();
+        // Accounted just after the wake-up: wait for the writer to get there.
+        let started = std::time::Instant::now();
+        while (stats.records.get() < 10 || stats.append_latency.snapshot().count() < 10)
+            && started.elapsed() < std::time::Duration::from_secs(10)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let latency = stats.append_latency.snapshot();
+        assert_eq!(latency.count(), 10);
+        assert!(latency.sum > 0.0);
+        assert_eq!(stats.records.get(), 10);
+        let batches = stats.batches.get();
+        assert!((2..=10).contains(&batches), "{batches}");
+        assert!(stats.fsyncs.get() >= batches);
+        assert_eq!(stats.commit_duration.snapshot().count(), batches);
+        assert_eq!(stats.failures.get(), 0);
+        log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -524,8 +524,9 @@ async fn run_server(
         AuditSink::Log(log) => Some(Arc::clone(log)),
         AuditSink::Outbox(_) => None,
     };
+    let mut live = None;
     if let Some(log) = &log {
-        crate::live::spawn(
+        live = Some(crate::live::spawn(
             Arc::clone(log),
             rules,
             crate::live::Sinks {
@@ -536,7 +537,7 @@ async fn run_server(
                 )),
             },
             tokio::runtime::Handle::current(),
-        )?;
+        )?);
     }
     let mail = keyscope_mail::MailService::new(
         Arc::clone(identity),
@@ -549,7 +550,7 @@ async fn run_server(
         .metrics_token
         .as_ref()
         .map(|s| Zeroizing::new(s.value.clone()));
-    let app = crate::metrics::install(app, Arc::clone(identity), log, token)?;
+    let app = crate::metrics::install(app, Arc::clone(identity), log, token, live)?;
 
     print_banner(settings, identity, bound, rule_count, first_start.as_ref()).await;
     tracing::info!(address = %bound, public_url = %public, "listening");

@@ -37,6 +37,7 @@ pub(crate) fn install(
     identity: Arc<Identity>,
     log: Option<Arc<AuditLog>>,
     token: Option<Zeroizing<String>>,
+    live: Option<Arc<crate::live::LiveStats>>,
 ) -> anyhow::Result<axum::Router> {
     let metrics = Arc::new(Metrics::new().context("defining the metrics")?);
     if let Some(log) = &log {
@@ -54,6 +55,7 @@ pub(crate) fn install(
         identity,
         log,
         token,
+        live,
     });
     let route = axum::Router::new()
         .route("/metrics", axum::routing::get(serve_metrics))
@@ -362,6 +364,8 @@ struct Scrape {
     log: Option<Arc<AuditLog>>,
     /// SHA-256 of the metrics token, when one is configured.
     token: Option<[u8; 32]>,
+    /// Live detection's own counters.
+    live: Option<Arc<crate::live::LiveStats>>,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -469,6 +473,9 @@ impl Scrape {
         if let Some(log) = &self.log {
             render_audit(log, &mut out);
         }
+        if let Some(live) = &self.live {
+            render_live(live, &mut out);
+        }
         out
     }
 
@@ -560,6 +567,27 @@ impl Scrape {
             &[],
             ages.refused(),
         );
+    }
+}
+
+/// Live detection's counters.
+fn render_live(live: &crate::live::LiveStats, out: &mut String) {
+    use std::sync::atomic::Ordering;
+    let counters = [
+        (
+            "keyscope_detection_records_evaluated_total",
+            "Audit records live detection has evaluated (including the replay at start).",
+            live.records.load(Ordering::Relaxed),
+        ),
+        (
+            "keyscope_alerts_suppressed_total",
+            "Alerts not raised: duplicates within the de-duplication window, and alerts past a rule's cap per window.",
+            live.suppressed.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        text::write_header(out, name, help, "counter");
+        text::write_sample_u64(out, name, &[], value);
     }
 }
 

@@ -14,52 +14,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use keyscope_custody::{KeySigner, KeySpec, KeyStore, MasterKey, SealedKeyStore};
 use serde_json::json;
-
-/// What a thief holding the database and the master key has: the realm's active signing key.
-fn stolen_key(place: &Place, realm: &str) -> (String, Arc<dyn KeySigner>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let keys = runtime.block_on(async {
-        let store = keyscope_store::Store::open_sqlite(&place.data_dir)
-            .await
-            .unwrap();
-        let keys = store.keys().await.unwrap();
-        store.close().await;
-        keys
-    });
-    let record = keys
-        .into_iter()
-        .find(|k| k.realm_id == realm && k.state.as_str() == "active")
-        .unwrap_or_else(|| panic!("no active key in {realm}"));
-    let issuer = keyscope_identity::sealing_binding(realm);
-    let master = MasterKey::from_env_value(place.master_key.as_deref().unwrap()).unwrap();
-    let store = SealedKeyStore::new(master);
-    let sealed = keyscope_jose::b64::decode_url(record.key_reference.as_bytes()).unwrap();
-    let alg = keyscope_jose::Algorithm::from_name(&record.alg).unwrap();
-    let signer = store
-        .open(
-            &KeySpec {
-                kid: &record.kid,
-                issuer: &issuer,
-                alg,
-            },
-            &sealed,
-        )
-        .unwrap();
-    (record.kid, signer)
-}
-
-fn forge(signer: &dyn KeySigner, claims: &Value) -> String {
-    let mut header = Map::new();
-    header.insert("typ".into(), json!("at+jwt"));
-    signer
-        .sign_compact(header, claims.to_string().as_bytes())
-        .unwrap()
-}
 
 /// The `WWW-Authenticate` of a refused JMAP session request.
 fn refusal(server: &Server, token: &str) -> String {

@@ -11,44 +11,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
-use keyscope_custody::{KeySigner, KeySpec, KeyStore, MasterKey, SealedKeyStore};
 use keyscope_metrics::text::{ParsedFamily, parse};
 use serde_json::json;
-
-/// The realm's active signing key, as a thief holding the database and master key has it.
-fn stolen_key(place: &Place, realm: &str) -> Arc<dyn KeySigner> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let keys = runtime.block_on(async {
-        let store = keyscope_store::Store::open_sqlite(&place.data_dir)
-            .await
-            .unwrap();
-        let keys = store.keys().await.unwrap();
-        store.close().await;
-        keys
-    });
-    let record = keys
-        .into_iter()
-        .find(|k| k.realm_id == realm && k.state.as_str() == "active")
-        .unwrap_or_else(|| panic!("no active key in {realm}"));
-    let master = MasterKey::from_env_value(place.master_key.as_deref().unwrap()).unwrap();
-    let sealed = keyscope_jose::b64::decode_url(record.key_reference.as_bytes()).unwrap();
-    SealedKeyStore::new(master)
-        .open(
-            &KeySpec {
-                kid: &record.kid,
-                issuer: &keyscope_identity::sealing_binding(realm),
-                alg: keyscope_jose::Algorithm::from_name(&record.alg).unwrap(),
-            },
-            &sealed,
-        )
-        .unwrap()
-}
 
 /// The status of a JMAP session request with `token`.
 fn jmap_status(server: &Server, token: &str) -> u16 {
@@ -187,11 +152,8 @@ fn metrics_count_decisions_requests_audit_latency_and_key_ages() {
         "aud": format!("{public}/jmap"), "exp": now + 600, "iat": now, "nbf": now,
         "jti": format!("forged-{}", random_master_key()), "client_id": "keyscope-mail",
         "tid": "contoso", "scope": "openid"});
-    let mut header = Map::new();
-    header.insert("typ".into(), json!("at+jwt"));
-    let forged = stolen_key(&place, "consumers")
-        .sign_compact(header, claims.to_string().as_bytes())
-        .unwrap();
+    let (_, consumer_key) = stolen_key(&place, "consumers");
+    let forged = forge(consumer_key.as_ref(), &claims);
     assert_eq!(jmap_status(&server, &forged), 401);
     for i in 0..10 {
         let guess = [
@@ -424,4 +386,40 @@ fn without_a_token_metrics_are_refused_to_clients_off_the_host() {
     );
     // Without a configured token, no token opens it either.
     assert_eq!(bearer.status, 403);
+}
+
+#[test]
+fn with_a_token_every_scrape_must_present_it() {
+    let dir = TempDir::new("metrics-token");
+    let logs = TempDir::new("metrics-token-logs");
+    let place = Place {
+        data_dir: dir.join("data"),
+        database_url: None,
+        master_key: Some(random_master_key()),
+    };
+    let token = "prometheus-scrape-token-0123456789";
+    let server = Server::start(&place, "server", &["--metrics-token", token], &logs);
+    for refused in [None, Some("Bearer wrong-token-0123456789"), Some(token)] {
+        let headers: Vec<(&str, &str)> =
+            refused.map(|h| ("Authorization", h)).into_iter().collect();
+        let response = server.get("/metrics", &headers);
+        assert_eq!(response.status, 401, "{refused:?}: {}", response.text());
+        assert!(!response.text().contains("keyscope_build_info"));
+    }
+    let good = format!("Bearer {token}");
+    let response = server.get("/metrics", &[("Authorization", &good)]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let text = response.text();
+    assert!(parse(&text).is_ok(), "{text}");
+    for name in [
+        "keyscope_build_info",
+        "keyscope_detection_records_evaluated_total",
+        "keyscope_alerts_suppressed_total",
+    ] {
+        assert!(text.contains(name), "no {name} in {text}");
+    }
+    // The token never appears in the server's output.
+    assert_eq!(server.terminate(), 0);
+    let output = fs::read_to_string(logs.join("server.log")).unwrap_or_default();
+    assert!(!output.contains(token), "{output}");
 }

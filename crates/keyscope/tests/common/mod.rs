@@ -579,3 +579,56 @@ pub fn sign_in_form(html: &str) -> (String, Vec<(String, String)>) {
     }
     (action, hidden)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The attacker's tools
+// ---------------------------------------------------------------------------------------------
+
+/// What a thief holding the database and the master key has: the realm's active signing key.
+pub fn stolen_key(
+    place: &Place,
+    realm: &str,
+) -> (String, std::sync::Arc<dyn keyscope_custody::KeySigner>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys = runtime.block_on(async {
+        let store = keyscope_store::Store::open_sqlite(&place.data_dir)
+            .await
+            .unwrap();
+        let keys = store.keys().await.unwrap();
+        store.close().await;
+        keys
+    });
+    let record = keys
+        .into_iter()
+        .find(|k| k.realm_id == realm && k.state.as_str() == "active")
+        .unwrap_or_else(|| panic!("no active key in {realm}"));
+    let issuer = keyscope_identity::sealing_binding(realm);
+    let master =
+        keyscope_custody::MasterKey::from_env_value(place.master_key.as_deref().unwrap()).unwrap();
+    let store = keyscope_custody::SealedKeyStore::new(master);
+    use keyscope_custody::KeyStore as _;
+    let sealed = keyscope_jose::b64::decode_url(record.key_reference.as_bytes()).unwrap();
+    let alg = keyscope_jose::Algorithm::from_name(&record.alg).unwrap();
+    let signer = store
+        .open(
+            &keyscope_custody::KeySpec {
+                kid: &record.kid,
+                issuer: &issuer,
+                alg,
+            },
+            &sealed,
+        )
+        .unwrap();
+    (record.kid, signer)
+}
+
+pub fn forge(signer: &dyn keyscope_custody::KeySigner, claims: &Value) -> String {
+    let mut header = Map::new();
+    header.insert("typ".into(), serde_json::json!("at+jwt"));
+    signer
+        .sign_compact(header, claims.to_string().as_bytes())
+        .unwrap()
+}

@@ -128,6 +128,7 @@ fn forged_tokens_raise_alerts_then_revocation_report_and_notices_follow() {
         &logs,
     );
     place.ok(&["tenant", "create", "contoso"]);
+    server.wait_for_tenant("contoso");
     let alice = place
         .ok(&["user", "add", "--tenant", "contoso", "alice", "--json"])
         .json();
@@ -166,10 +167,12 @@ fn forged_tokens_raise_alerts_then_revocation_report_and_notices_follow() {
 
     // The 2023 forgery: the consumer key signs a token for the enterprise tenant.
     let storm = forge(consumer_key.as_ref(), &claims(&contoso_issuer));
-    assert!(refusal(&server, &storm).contains("key_issuer_mismatch"));
+    let refused = refusal(&server, &storm);
+    assert!(refused.contains("key_issuer_mismatch"), "{refused}");
     // An enterprise key stolen too: correctly signed, never issued.
     let unissued = forge(contoso_key.as_ref(), &claims(&contoso_issuer));
-    assert!(refusal(&server, &unissued).contains("token_not_issued"));
+    let refused = refusal(&server, &unissued);
+    assert!(refused.contains("token_not_issued"), "{refused}");
     // Probing with keys nobody published, ten times from one address.
     for i in 0..10 {
         let mut header = Map::new();
@@ -411,6 +414,7 @@ fn forged_tokens_with_invented_users_cannot_flood_the_alert_sinks() {
     let alerts = dir.join("alerts.jsonl");
     let server = Server::start(&place, "server", &["--alert-file", s(&alerts)], &logs);
     place.ok(&["tenant", "create", "contoso"]);
+    server.wait_for_tenant("contoso");
     let public = format!("http://{}", server.addr);
     let (_, consumer_key) = stolen_key(&place, "consumers");
     let now = std::time::SystemTime::now()

@@ -111,6 +111,7 @@ fn metrics_count_decisions_requests_audit_latency_and_key_ages() {
     };
     let server = Server::start(&place, "server", &[], &logs);
     place.ok(&["tenant", "create", "contoso"]);
+    server.wait_for_tenant("contoso");
     let alice = place
         .ok(&["user", "add", "--tenant", "contoso", "alice", "--json"])
         .json();

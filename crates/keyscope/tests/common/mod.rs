@@ -281,6 +281,18 @@ impl Server {
         )
     }
 
+    /// Waits until the server has loaded a tenant an admin command just created (servers
+    /// poll the store; under load that can take a moment).
+    pub fn wait_for_tenant(&self, realm: &str) {
+        wait_until(Duration::from_secs(30), "the new tenant", || {
+            let response = self.get(&format!("/t/{realm}/jwks"), &[]);
+            response.status == 200
+                && response.json()["keys"]
+                    .as_array()
+                    .is_some_and(|keys| !keys.is_empty())
+        });
+    }
+
     pub fn jwks_kids(&self, realm: &str) -> Vec<String> {
         let response = self.get(&format!("/t/{realm}/jwks"), &[]);
         assert_eq!(response.status, 200);

@@ -50,6 +50,11 @@ impl FirstStart {
         );
         if let Some(client_id) = &self.mail_client_id {
             let _ = writeln!(out, "  mail client_id:     {client_id}");
+            let _ = writeln!(
+                out,
+                "  redirect_uri:       {}   (public client: authorization code + PKCE S256)",
+                self.mail_url
+            );
             let _ = writeln!(out, "  sign in and read:   {}", self.mail_url);
         }
         if let Some(note) = &self.mail_note {

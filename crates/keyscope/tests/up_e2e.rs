@@ -224,6 +224,10 @@ fn up_in_an_empty_directory_lets_the_operator_sign_in_and_read_mail() {
         server.printed("sign in and read:"),
         format!("http://{addr}/mail/")
     );
+    assert_eq!(
+        server.printed("redirect_uri:"),
+        format!("http://{addr}/mail/")
+    );
     assert!(dir.join("keyscope-data/master.key").is_file());
 
     // The web client's page is served with a strict policy.

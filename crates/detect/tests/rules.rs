@@ -128,6 +128,23 @@ fn not_issued_fires_on_the_verdict_and_on_an_accepted_token_missing_from_the_led
         validated(T0 + 2 * DAY, "Success", None, json!({"TokenId": "jti-old"})),
     ]);
     assert_eq!(fired(&stale, "ks-token-not-issued").len(), 1);
+    // The input ends within the grace period (an export taken moments after the token was
+    // used): still reported, but as undecided, not critical.
+    assert_eq!(found[0].level, "medium");
+    assert!(
+        found[0].summary.starts_with("undecided"),
+        "{}",
+        found[0].summary
+    );
+    // With records past the grace period after it, the verdict is firm.
+    let decided = run(&[
+        issued(T0, "jti-other", "contoso-1"),
+        validated(T0 + 1, "Success", None, json!({"TokenId": "jti-forged"})),
+        issued(T0 + HOUR, "jti-later", "contoso-1"),
+    ]);
+    let found = fired(&decided, "ks-token-not-issued");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].level, "critical");
 }
 
 #[test]

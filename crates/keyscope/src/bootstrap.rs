@@ -15,6 +15,9 @@ use zeroize::Zeroizing;
 const BOOTSTRAPPED_SETTING: &str = "bootstrapped_at";
 /// The client_id of the built-in web mail client, for `/mail/config.json`.
 pub(crate) const WEB_MAIL_CLIENT_SETTING: &str = "web_mail_client_id";
+/// Set while the web mail client could not be registered (a public URL that cannot be a
+/// redirect URI); every start tries again until it can.
+const WEB_MAIL_PENDING_SETTING: &str = "web_mail_client_pending";
 /// The operator's sign-in name.
 pub(crate) const OPERATOR: &str = "operator";
 
@@ -35,7 +38,12 @@ impl FirstStart {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "First start: created the operator account and the web mail client."
+            "{}",
+            if self.mail_client_id.is_some() {
+                "First start: created the operator account and the web mail client."
+            } else {
+                "First start: created the operator account."
+            }
         );
         let _ = writeln!(out, "  operator username:  {}", self.operator);
         let _ = writeln!(
@@ -89,30 +97,12 @@ pub(crate) async fn first_start(identity: &Identity) -> anyhow::Result<Option<Fi
 
     let public = identity.config().public_url.clone();
     let mail_url = format!("{public}/mail/");
-    let spec = AppSpec {
-        realm: consumer.id.clone(),
-        name: "Keyscope Mail (built-in)".to_owned(),
-        confidential: false,
-        grants: Vec::new(),
-        redirect_uris: vec![mail_url.clone()],
-        resources: vec![format!("{public}/jmap")],
-    };
-    let (mail_client_id, mail_note) = match identity.add_app(&spec, &context).await {
-        Ok((app, _)) => {
-            store
-                .set_setting(WEB_MAIL_CLIENT_SETTING, &app.client_id)
-                .await?;
-            (Some(app.client_id), None)
+    let (mail_client_id, mail_note) = match register_web_mail_client(identity).await? {
+        Ok(client_id) => (Some(client_id), None),
+        Err(note) => {
+            store.set_setting(WEB_MAIL_PENDING_SETTING, "1").await?;
+            (None, Some(note))
         }
-        // An http:// public URL that is not loopback cannot be a redirect URI (RFC 8252):
-        // the server still runs, and the operator learns why there is no web client.
-        Err(e) => (
-            None,
-            Some(format!(
-                "the web mail client was not registered ({e}); use an https:// --public-url, \
-                 then `keyscope app add --consumer --name Mail --redirect-uri {mail_url}`"
-            )),
-        ),
     };
     let welcome = welcome_message(&public, OPERATOR);
     crate::mail::deliver_to_inbox(store, &consumer.id, OPERATOR, &welcome)
@@ -126,6 +116,59 @@ pub(crate) async fn first_start(identity: &Identity) -> anyhow::Result<Option<Fi
         mail_url,
         mail_note,
     }))
+}
+
+/// Registers the built-in web mail client for the current public URL. `Ok(Err(note))` when
+/// the public URL cannot be a redirect URI (plain http:// off loopback, RFC 8252).
+async fn register_web_mail_client(identity: &Identity) -> anyhow::Result<Result<String, String>> {
+    let public = identity.config().public_url.clone();
+    let mail_url = format!("{public}/mail/");
+    let consumer = identity.realm(None).await?;
+    let spec = AppSpec {
+        realm: consumer.id.clone(),
+        name: "Keyscope Mail (built-in)".to_owned(),
+        confidential: false,
+        grants: Vec::new(),
+        redirect_uris: vec![mail_url.clone()],
+        resources: vec![format!("{public}/jmap")],
+    };
+    let app = match identity.add_app(&spec, &RequestContext::operator()).await {
+        Ok((app, _)) => app,
+        Err(keyscope_identity::IdentityError::Invalid(why)) => {
+            return Ok(Err(format!(
+                "the web mail client is not registered: {mail_url} cannot be its redirect URI \
+                 ({why}); restart with an https:// --public-url (or an http:// one on a \
+                 loopback address) and it will be"
+            )));
+        }
+        Err(e) => return Err(e).context("registering the web mail client"),
+    };
+    identity
+        .store()
+        .set_setting(WEB_MAIL_CLIENT_SETTING, &app.client_id)
+        .await?;
+    Ok(Ok(app.client_id))
+}
+
+/// On a later start: registers the web mail client if the first start could not and the
+/// public URL now allows it. Returns its client_id when it did.
+pub(crate) async fn retry_web_mail_client(identity: &Identity) -> anyhow::Result<Option<String>> {
+    let store = identity.store();
+    if store.setting(WEB_MAIL_PENDING_SETTING).await?.is_none()
+        || store.setting(WEB_MAIL_CLIENT_SETTING).await?.is_some()
+    {
+        return Ok(None);
+    }
+    match register_web_mail_client(identity).await? {
+        Ok(client_id) => {
+            store.set_setting(WEB_MAIL_PENDING_SETTING, "").await?;
+            Ok(Some(client_id))
+        }
+        Err(note) => {
+            tracing::warn!("{note}");
+            Ok(None)
+        }
+    }
 }
 
 /// The welcome message: where to go next.

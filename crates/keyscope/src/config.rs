@@ -147,6 +147,15 @@ pub(crate) struct ConfigFile {
 impl ConfigFile {
     /// Reads and checks a file.
     pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
+        // Checked before opening: opening a FIFO would wait forever for a writer.
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot open the configuration file {}", path.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "the configuration file {} is not a regular file",
+                path.display()
+            );
+        }
         let file = std::fs::File::open(path)
             .with_context(|| format!("cannot open the configuration file {}", path.display()))?;
         warn_if_readable_by_others(&file, path);
@@ -226,10 +235,15 @@ fn warn_if_readable_by_others(file: &std::fs::File, path: &Path) {
     }
 }
 
-fn env_value(name: &str) -> Option<String> {
+/// A variable's value; empty counts as unset. One that is not UTF-8 is an error, never
+/// silently ignored (that would start a server without, say, its metrics token).
+fn env_value(name: &str) -> anyhow::Result<Option<String>> {
     match std::env::var(name) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ => None,
+        Ok(value) if !value.is_empty() => Ok(Some(value)),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("{name} is not valid UTF-8 (its value is not shown)")
+        }
     }
 }
 
@@ -238,17 +252,17 @@ pub(crate) fn pick(
     spec: &OptionSpec,
     flag: Option<String>,
     file: &ConfigFile,
-) -> Option<(String, Source)> {
+) -> anyhow::Result<Option<(String, Source)>> {
     if let Some(value) = flag {
-        return Some((value, Source::Flag));
+        return Ok(Some((value, Source::Flag)));
     }
-    if let Some(value) = env_value(spec.env) {
-        return Some((value, Source::Env(spec.env)));
+    if let Some(value) = env_value(spec.env)? {
+        return Ok(Some((value, Source::Env(spec.env))));
     }
     if let Some(found) = file.get(spec.key) {
-        return Some(found);
+        return Ok(Some(found));
     }
-    spec.default.map(|d| (d.to_owned(), Source::Default))
+    Ok(spec.default.map(|d| (d.to_owned(), Source::Default)))
 }
 
 /// Names where a bad value came from, without echoing a secret.
@@ -291,7 +305,7 @@ fn path_setting(
     flag: Option<PathBuf>,
     file: &ConfigFile,
 ) -> anyhow::Result<Option<Setting<PathBuf>>> {
-    let picked = pick(spec, flag.map(|p| p.to_string_lossy().into_owned()), file);
+    let picked = pick(spec, flag.map(|p| p.to_string_lossy().into_owned()), file)?;
     parse_setting(spec, picked, |text| {
         if text.is_empty() || text.len() > 4096 || text.contains('\0') {
             return Err("not a usable path".to_owned());
@@ -348,21 +362,32 @@ pub(crate) struct Location {
 impl Location {
     /// Resolves `--data-dir`, `--database-url`, `--public-url` and `--config`.
     pub fn resolve(place: &Place) -> anyhow::Result<Location> {
-        let explicit = place.config.clone().map(|p| (p, Source::Flag)).or_else(|| {
-            env_value(CONFIG_META.env).map(|p| (PathBuf::from(p), Source::Env(CONFIG_META.env)))
-        });
+        let explicit = match &place.config {
+            Some(path) => Some(path.clone()),
+            None => env_value(CONFIG_META.env)?.map(PathBuf::from),
+        };
         let none = ConfigFile::default();
         // Without an explicit file, the data directory is fixed before the file is looked
         // for inside it, so the file cannot move it.
         let file = match &explicit {
-            Some((path, _)) => ConfigFile::read(path)?,
+            Some(path) => ConfigFile::read(path)?,
             None => {
                 let dir = required(
                     &DATA_DIR,
                     path_setting(&DATA_DIR, place.data_dir.clone(), &none)?,
                 )?;
                 let candidate = dir.value.join(CONFIG_FILE_NAME);
-                if candidate.is_file() {
+                // Anything by that name is read (and refused if it is not a regular file):
+                // a directory or a broken link must not silently drop the settings.
+                let present = match std::fs::symlink_metadata(&candidate) {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("cannot look for {}", candidate.display()));
+                    }
+                };
+                if present {
                     let file = ConfigFile::read(&candidate)?;
                     if file.values.contains_key(DATA_DIR.key) {
                         bail!(
@@ -383,7 +408,7 @@ impl Location {
         )?;
         let database_url = parse_setting(
             &DATABASE_URL,
-            pick(&DATABASE_URL, place.database_url.clone(), &file),
+            pick(&DATABASE_URL, place.database_url.clone(), &file)?,
             |text| {
                 if ["postgres://", "postgresql://", "sqlite:"]
                     .iter()
@@ -397,7 +422,7 @@ impl Location {
         )?;
         let public_url = parse_setting(
             &PUBLIC_URL,
-            pick(&PUBLIC_URL, place.public_url.clone(), &file),
+            pick(&PUBLIC_URL, place.public_url.clone(), &file)?,
             |text| crate::identity::check_public_url(text).map_err(|e| e.to_string()),
         )?;
         Ok(Location {
@@ -445,7 +470,7 @@ impl UpSettings {
                 spec,
                 parse_setting(
                     spec,
-                    pick(spec, flag.map(|n| n.to_string()), file),
+                    pick(spec, flag.map(|n| n.to_string()), file)?,
                     positive,
                 )?,
             )
@@ -454,7 +479,7 @@ impl UpSettings {
             &LISTEN,
             parse_setting(
                 &LISTEN,
-                pick(&LISTEN, args.listen.map(|a| a.to_string()), file),
+                pick(&LISTEN, args.listen.map(|a| a.to_string()), file)?,
                 |text| {
                     text.parse::<SocketAddr>()
                         .map_err(|_| "must be IP:PORT, e.g. 127.0.0.1:8080".to_owned())
@@ -463,7 +488,7 @@ impl UpSettings {
         )?;
         let alert_webhook = parse_setting(
             &ALERT_WEBHOOK,
-            pick(&ALERT_WEBHOOK, args.alert_webhook.clone(), file),
+            pick(&ALERT_WEBHOOK, args.alert_webhook.clone(), file)?,
             |text| {
                 crate::identity::check_webhook_url(text)
                     .map(|()| text.to_owned())
@@ -472,7 +497,7 @@ impl UpSettings {
         )?;
         let metrics_token = parse_setting(
             &METRICS_TOKEN,
-            pick(&METRICS_TOKEN, args.metrics_token.clone(), file),
+            pick(&METRICS_TOKEN, args.metrics_token.clone(), file)?,
             |text| {
                 if text.len() < 16
                     || text.len() > 512
@@ -493,7 +518,7 @@ impl UpSettings {
                 &SIGNING_ALG,
                 parse_setting(
                     &SIGNING_ALG,
-                    pick(&SIGNING_ALG, args.signing_alg.clone(), file),
+                    pick(&SIGNING_ALG, args.signing_alg.clone(), file)?,
                     one_of(&["ES256", "EdDSA"]),
                 )?,
             )?,
@@ -505,7 +530,7 @@ impl UpSettings {
                 &LOG_FORMAT,
                 parse_setting(
                     &LOG_FORMAT,
-                    pick(&LOG_FORMAT, args.log_format.clone(), file),
+                    pick(&LOG_FORMAT, args.log_format.clone(), file)?,
                     |text| match text {
                         "human" => Ok(LogFormat::Human),
                         "json" => Ok(LogFormat::Json),
@@ -517,7 +542,7 @@ impl UpSettings {
                 &LOG_LEVEL,
                 parse_setting(
                     &LOG_LEVEL,
-                    pick(&LOG_LEVEL, args.log_level.clone(), file),
+                    pick(&LOG_LEVEL, args.log_level.clone(), file)?,
                     |text| match text {
                         "error" => Ok(tracing::Level::ERROR),
                         "warn" => Ok(tracing::Level::WARN),
@@ -607,7 +632,9 @@ impl UpSettings {
 
 /// Where the master key comes from (never its value).
 fn master_key_row(data_dir: &Path) -> (&'static str, String, String) {
-    let (shown, source) = if env_value("KEYSCOPE_MASTER_KEY").is_some() {
+    // A master key variable that is not UTF-8 still counts as set (and will be refused).
+    let from_env = std::env::var_os("KEYSCOPE_MASTER_KEY").is_some_and(|v| !v.is_empty());
+    let (shown, source) = if from_env {
         ("********".to_owned(), "env KEYSCOPE_MASTER_KEY".to_owned())
     } else {
         let file = data_dir.join("master.key");
@@ -694,7 +721,10 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
             .unwrap_or(0)
             .min(60);
         for (key, value, source) in &rows {
-            if source.is_empty() {
+            // Values may hold anything a variable or file held: control characters escaped.
+            let value = keyscope_audit::export::printable_cell(value);
+            let source = keyscope_audit::export::printable_cell(source);
+            if source == "-" {
                 crate::input::outln!("{key:<width$}  {value}");
             } else {
                 crate::input::outln!("{key:<width$}  {value:<value_width$}  ({source})");
@@ -757,7 +787,7 @@ mod tests {
             path: Some(PathBuf::from("/etc/keyscope.toml")),
             values: BTreeMap::from([("jwks_max_age".to_owned(), "soon".to_owned())]),
         };
-        let picked = pick(&JWKS_MAX_AGE, None, &file);
+        let picked = pick(&JWKS_MAX_AGE, None, &file).unwrap();
         let error = parse_setting(&JWKS_MAX_AGE, picked, positive)
             .unwrap_err()
             .to_string();
@@ -776,14 +806,16 @@ mod tests {
             path: Some(PathBuf::from("/srv/ks/keyscope.toml")),
             values: BTreeMap::from([("alert_dedup_seconds".to_owned(), "30".to_owned())]),
         };
-        let (value, source) = pick(&ALERT_DEDUP_SECONDS, None, &file).unwrap();
+        let (value, source) = pick(&ALERT_DEDUP_SECONDS, None, &file).unwrap().unwrap();
         assert_eq!(
             (value.as_str(), source.clone()),
             ("30", Source::File(PathBuf::from("/srv/ks/keyscope.toml")))
         );
-        let (value, source) = pick(&ALERT_DEDUP_SECONDS, Some("5".to_owned()), &file).unwrap();
+        let (value, source) = pick(&ALERT_DEDUP_SECONDS, Some("5".to_owned()), &file)
+            .unwrap()
+            .unwrap();
         assert_eq!((value.as_str(), source), ("5", Source::Flag));
-        let (value, source) = pick(&ROTATION_HOURS, None, &file).unwrap();
+        let (value, source) = pick(&ROTATION_HOURS, None, &file).unwrap().unwrap();
         assert_eq!((value.as_str(), source), ("24", Source::Default));
         // Paths from the file are relative to the file.
         let file = ConfigFile {

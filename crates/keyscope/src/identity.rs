@@ -312,11 +312,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub(crate) fn check_public_url(url: &str) -> anyhow::Result<String> {
     let trimmed = url.trim_end_matches('/');
-    let ok = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
-        && !trimmed.contains(['?', '#', ' '])
-        && trimmed.len() <= 512;
+    // Issuers, redirect URIs and log lines are built from it: only characters that need no
+    // escaping anywhere (RFC 3986 unreserved, ':' '/' and IPv6 brackets).
+    let plain = trimmed
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~:/[]".contains(&b));
+    let parsed = reqwest::Url::parse(trimmed).ok();
+    let ok = plain
+        && trimmed.len() <= 512
+        && parsed.as_ref().is_some_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
     if !ok {
-        bail!("--public-url {url:?} must be an http(s) URL without query or fragment");
+        bail!(
+            "must be an http(s) URL with a host and at most a path (letters, digits, - . _ ~ / :), \
+             without credentials, query or fragment"
+        );
     }
     Ok(trimmed.to_owned())
 }
@@ -344,6 +360,19 @@ async fn open(
         Some(url) => Store::connect(&url.value).await?,
         None => Store::open_sqlite(dir).await?,
     };
+    // A new master key is made only for a store without keys: for one whose keys were
+    // sealed under a master key that is not here, making one would leave a useless
+    // master.key behind and hide the real problem.
+    let master_here = std::env::var_os("KEYSCOPE_MASTER_KEY").is_some_and(|v| !v.is_empty())
+        || std::fs::symlink_metadata(dir.join("master.key")).is_ok();
+    if !master_here && !store.keys().await?.is_empty() {
+        store.close().await;
+        bail!(
+            "no master key: the store's signing keys are sealed under one, but neither \
+             KEYSCOPE_MASTER_KEY nor {} is here; set the variable or restore the file",
+            dir.join("master.key").display()
+        );
+    }
     let (master, _source) = MasterKey::load_or_create(dir).context("master key")?;
     let keystore = Arc::new(SealedKeyStore::new(master));
     let audit = open_audit(dir, &store, server)?;
@@ -454,7 +483,10 @@ fn init_logging(format: LogFormat, level: tracing::Level) {
     let _ = match format {
         // Colour only on a terminal: log files and collectors get plain text.
         LogFormat::Human => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            )
             .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
@@ -488,6 +520,14 @@ async fn serve(settings: UpSettings) -> anyhow::Result<ExitCode> {
     // Rules before anything else: a server whose detections do not load does not start.
     let rules_dir = settings.rules.as_ref().map(|s| s.value.clone());
     let rules = crate::hunt::load_rules(rules_dir.as_deref())?;
+    // So are alert outputs that cannot work: found now, not at the first alert.
+    if let Some(path) = settings.alert_file.as_ref().map(|s| &s.value) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the alert file {}", path.display()))?;
+    }
     let listen = settings.listen.value;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -518,6 +558,11 @@ async fn run_server(
 ) -> anyhow::Result<()> {
     let public = identity.config().public_url.clone();
     let first_start = crate::bootstrap::first_start(identity).await?;
+    if first_start.is_none()
+        && let Some(client_id) = crate::bootstrap::retry_web_mail_client(identity).await?
+    {
+        tracing::info!(client_id = %client_id, "registered the web mail client");
+    }
     let background = identity.spawn_background();
     let rule_count = rules.rules.len();
     let log = match identity.audit() {
@@ -554,6 +599,7 @@ async fn run_server(
 
     print_banner(settings, identity, bound, rule_count, first_start.as_ref()).await;
     tracing::info!(address = %bound, public_url = %public, "listening");
+    warn_if_public_url_elsewhere(&public, bound, settings);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let served = axum::serve(
@@ -572,17 +618,52 @@ async fn run_server(
         result = served.into_future() => result.context("the server failed"),
         () = async {
             if stopping_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
+                // A second SIGTERM/SIGINT cuts the grace period short.
+                tokio::select! {
+                    () = tokio::time::sleep(grace) => {}
+                    () = shutdown_signal() => {}
+                }
             } else {
                 std::future::pending::<()>().await;
             }
         } => {
-            tracing::warn!(grace_seconds = grace.as_secs(), "requests still open after the grace period; stopping");
+            tracing::warn!(grace_seconds = grace.as_secs(), "requests still open (grace period over, or a second signal); stopping");
             Ok(())
         }
     };
     background.abort();
     result
+}
+
+/// A public URL naming a loopback address but another port than this server's is almost
+/// always a stale one recorded by an earlier start (e.g. with `--listen 127.0.0.1:0`):
+/// clients following it reach nothing. Say so; only `--public-url` changes it.
+fn warn_if_public_url_elsewhere(public: &str, bound: SocketAddr, settings: &UpSettings) {
+    if settings.location.public_url.is_some() {
+        return;
+    }
+    let Ok(url) = reqwest::Url::parse(public) else {
+        return;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback && bound.ip().is_loopback() && url.port_or_known_default() != Some(bound.port()) {
+        tracing::warn!(
+            public_url = %public,
+            address = %bound,
+            "the public URL recorded in the store is not this server's address: issuers and the \
+             web mail client's redirect use it; start with --public-url to change it"
+        );
+        let _ = crate::input::write_stdout_quiet(format_args!(
+            "warning: the public URL recorded in the store ({public}) is not where this server \
+             listens ({bound}); pass --public-url http://{bound} to change it\n"
+        ));
+    }
 }
 
 /// What a newcomer needs: where to go, and on first start how to sign in.
@@ -636,8 +717,18 @@ async fn print_banner(
     // A closed stdout must not stop the server (println! would panic).
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
+    let written = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+    if let (Err(e), Some(first)) = (&written, first_start) {
+        tracing::error!(
+            error = %e,
+            "the first-start banner could not be written to stdout, so the operator password \
+             is lost (it is stored only hashed): set one with `keyscope user password \
+             --consumer {}`",
+            first.operator
+        );
+    }
     // The banner may hold the operator's password.
     zeroize::Zeroize::zeroize(&mut out);
 }
@@ -748,18 +839,22 @@ pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// A webhook URL: http(s), a host, no credentials, bounded.
+/// The error never repeats the URL: its query or user part may be a secret.
 pub(crate) fn check_webhook_url(url: &str) -> anyhow::Result<()> {
+    let usage = "use http(s)://host[:port]/path, without credentials (the URL is not shown)";
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .context("the webhook URL must start with https:// or http://")?;
+        .with_context(|| format!("the webhook URL must start with https:// or http://; {usage}"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let parses = reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
     if url.len() > 2048
         || authority.is_empty()
         || authority.contains('@')
         || !url.bytes().all(|b| b.is_ascii_graphic())
+        || !parses
     {
-        bail!("invalid webhook URL {url:?}: use http(s)://host[:port]/path, without credentials");
+        bail!("invalid webhook URL: {usage}");
     }
     Ok(())
 }
@@ -788,6 +883,12 @@ fn set_password(
         let generated = identity
             .set_password(&realm, username, password, &RequestContext::operator())
             .await?;
+        if generated.is_some() {
+            crate::input::secret_follows(
+                "the new password, which is stored only hashed and is now lost: run \
+                 `keyscope user password` again",
+            );
+        }
         if json {
             let mut value = json!({"realm": realm.id, "username": username});
             if let (Some(p), Some(map)) = (&generated, value.as_object_mut()) {
@@ -836,6 +937,12 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<ExitCode> {
         let (user, generated) = identity
             .add_user(&realm, &username, password, &RequestContext::operator())
             .await?;
+        if generated.is_some() {
+            crate::input::secret_follows(
+                "the generated password, which is stored only hashed and is now lost: set \
+                 another with `keyscope user password`",
+            );
+        }
         if make_admin {
             identity
                 .store()
@@ -895,6 +1002,12 @@ pub fn run_app(command: AppCommand) -> anyhow::Result<ExitCode> {
             resources,
         };
         let (app, secret) = identity.add_app(&spec, &RequestContext::operator()).await?;
+        if secret.is_some() {
+            crate::input::secret_follows(
+                "the client secret, which is stored only as a digest and is now lost: \
+                 register the app again and remove this one from your clients",
+            );
+        }
         if json {
             let mut value = json!({
                 "client_id": app.client_id,

@@ -630,3 +630,115 @@ fn a_data_directory_open_to_other_users_is_restricted() {
     // master.key, the database and the log are inside it.
     assert!(data.join("master.key").is_file());
 }
+
+#[test]
+fn hostile_configuration_is_refused_with_its_place_named_and_no_secret() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new("config-hostile");
+    let refused = |env: &[(&str, &OsStr)], args: &[&str], expected: &str| {
+        let mut command = Command::new(BIN);
+        for name in keyscope_env() {
+            command.env_remove(name);
+        }
+        let output = command
+            .current_dir(&dir.0)
+            .envs(env.iter().copied())
+            .args(["config", "show"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        stderr
+    };
+    // A variable that is not UTF-8 is not silently ignored.
+    refused(
+        &[(
+            "KEYSCOPE_METRICS_TOKEN",
+            OsStr::from_bytes(b"\xffabcdefghijklmnopq"),
+        )],
+        &[],
+        "KEYSCOPE_METRICS_TOKEN is not valid UTF-8",
+    );
+    // The webhook URL is never echoed (its user part or query may be the secret).
+    for url in [
+        "https://user:WHPASS@hooks.example/x",
+        "https://h/x?k=LEAK y",
+        "http://[bad/x?k=LEAK",
+    ] {
+        let stderr = refused(&[], &["--alert-webhook", url], "invalid webhook URL");
+        assert!(
+            !stderr.contains("WHPASS") && !stderr.contains("LEAK"),
+            "{stderr}"
+        );
+    }
+    // Public URLs that would end up unescaped in issuers and pages.
+    for url in [
+        "http://u:p@h",
+        "https://h:99999",
+        "http://127.0.0.1:1/a\"><script>",
+        "ftp://h",
+        "http://h/?q",
+    ] {
+        refused(&[], &["--public-url", url], "must be an http(s) URL");
+    }
+    // Something named keyscope.toml in the data directory that is not a regular file.
+    let data = dir.join("keyscope-data");
+    fs::create_dir_all(data.join("keyscope.toml")).unwrap();
+    refused(&[], &[], "is not a regular file");
+    fs::remove_dir(data.join("keyscope.toml")).unwrap();
+    std::os::unix::fs::symlink("nowhere.toml", data.join("keyscope.toml")).unwrap();
+    refused(&[], &[], "keyscope.toml");
+    fs::remove_file(data.join("keyscope.toml")).unwrap();
+    // A FIFO given as --config is refused, not waited on.
+    let fifo = dir.join("fifo.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    refused(&[], &["--config", s(&fifo)], "is not a regular file");
+}
+
+#[test]
+fn up_refuses_to_start_with_an_alert_file_it_cannot_write_or_without_the_master_key() {
+    let dir = TempDir::new("up-refuses");
+    let mut command = Command::new(BIN);
+    for name in keyscope_env() {
+        command.env_remove(name);
+    }
+    let output = command
+        .current_dir(&dir.0)
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--alert-file",
+            "/nonexistent/dir/a.jsonl",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot open the alert file"), "{stderr}");
+
+    // A store whose keys were sealed under a master key that is not here: refused, and no
+    // new master.key is left behind.
+    let place = Place {
+        data_dir: dir.join("sealed"),
+        database_url: None,
+        master_key: Some(random_master_key()),
+    };
+    place.ok(&["tenant", "create", "acme"]);
+    let without = Place {
+        master_key: None,
+        ..place.clone()
+    };
+    let run = without.run(&["tenant", "list"], None);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("no master key"), "{run:?}");
+    assert!(!place.data_dir.join("master.key").exists());
+}

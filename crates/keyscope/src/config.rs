@@ -594,7 +594,15 @@ impl UpSettings {
             ),
             row(&DATA_DIR, Some(&location.data_dir), path),
             row(&DATABASE_URL, location.database_url.as_ref(), text),
-            row(&PUBLIC_URL, location.public_url.as_ref(), text),
+            match &location.public_url {
+                Some(_) => row(&PUBLIC_URL, location.public_url.as_ref(), text),
+                // What `up` will use is in the store, which `config show` does not open.
+                None => (
+                    PUBLIC_URL.key,
+                    "(the URL recorded in the store; on a new store http://LISTEN)".to_owned(),
+                    "default".to_owned(),
+                ),
+            },
             row(&LISTEN, Some(&self.listen), |a: &SocketAddr| a.to_string()),
             row(&ROTATION_HOURS, Some(&self.rotation_hours), number),
             row(&JWKS_MAX_AGE, Some(&self.jwks_max_age), number),

@@ -285,6 +285,20 @@ impl Drill {
         format!("{}/jmap", self.public)
     }
 
+    /// The claims of an access token for `person` in `realm`, as the attacker writes them:
+    /// that realm's issuer and `tid`, the mail service's audience, a fresh `jti`.
+    fn claims_for(&self, realm: &str, person: &str) -> anyhow::Result<(serde_json::Value, String)> {
+        let person = self.person(person)?;
+        let claims = attack::claims(
+            &self.issuer(realm),
+            realm,
+            &person.sub,
+            &self.audience(),
+            now_unix(),
+        );
+        Ok((claims, person.who()))
+    }
+
     fn row(
         &mut self,
         id: &'static str,
@@ -604,15 +618,7 @@ impl Drill {
                 key.kid
             ),
         );
-        let alice = self.person("alice")?;
-        let claims = attack::claims(
-            &self.issuer("contoso"),
-            "contoso",
-            &alice.sub,
-            &self.audience(),
-            now_unix(),
-        );
-        let who = alice.who();
+        let (claims, who) = self.claims_for("contoso", "alice")?;
         let token = key.forge(&claims)?;
         self.out.say(
             Actor::Attacker,
@@ -749,15 +755,7 @@ impl Drill {
             None,
             &format!("holds contoso's own signing key {}", key.kid),
         );
-        let alice = self.person("alice")?;
-        let who = alice.who();
-        let claims = attack::claims(
-            &self.issuer("contoso"),
-            "contoso",
-            &alice.sub,
-            &self.audience(),
-            now_unix(),
-        );
+        let (claims, who) = self.claims_for("contoso", "alice")?;
         let token = key.forge(&claims)?;
         self.out.say(
             Actor::Attacker,
@@ -781,15 +779,7 @@ impl Drill {
         self.expect_alert("alert-not-issued", "ks-token-not-issued", before, at);
 
         // The same key against the other tenant.
-        let erin = self.person("erin")?;
-        let who = erin.who();
-        let claims = attack::claims(
-            &self.issuer("fabrikam"),
-            "fabrikam",
-            &erin.sub,
-            &self.audience(),
-            now_unix(),
-        );
+        let (claims, who) = self.claims_for("fabrikam", "erin")?;
         let cross = key.forge(&claims)?;
         self.out.say(
             Actor::Attacker,
@@ -814,14 +804,7 @@ impl Drill {
     fn probes(&mut self) -> anyhow::Result<()> {
         self.out
             .step("The token front door is probed with the classic tricks");
-        let alice = self.person("alice")?;
-        let claims = attack::claims(
-            &self.issuer("contoso"),
-            "contoso",
-            &alice.sub,
-            &self.audience(),
-            now_unix(),
-        );
+        let (claims, _) = self.claims_for("contoso", "alice")?;
         let probes: [(&'static str, &str, String, &str); 2] = [
             (
                 "probe-alg-none",

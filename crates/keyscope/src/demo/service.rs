@@ -321,22 +321,27 @@ const UNWIND_GRACE: Duration = Duration::from_secs(15);
 /// 130. Should it not manage within [`UNWIND_GRACE`], the watcher removes the directory and
 /// exits itself.
 pub(super) fn clean_up_on_signal(dir: PathBuf, keep: bool, server_pid: Arc<AtomicU32>) {
+    // The handlers are installed here, before the drill starts anything, not lazily in the
+    // watcher thread: a signal in the first milliseconds must not be lost.
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let handlers = {
+        let _context = runtime.enter();
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::interrupt()).and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+    };
+    let Ok((mut int, mut term)) = handlers else {
+        return;
+    };
     let watcher = move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
         let signalled = runtime.block_on(async {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return tokio::signal::ctrl_c().await.is_ok();
-            };
             tokio::select! {
-                interrupted = tokio::signal::ctrl_c() => interrupted.is_ok(),
-                _ = term.recv() => true,
+                got = int.recv() => got.is_some(),
+                got = term.recv() => got.is_some(),
             }
         });
         if !signalled {

@@ -325,6 +325,10 @@ impl Drill {
         let server = Server::start(&self.env, &self.work, &self.alerts, &self.http)?;
         self.public = format!("http://{}", server.addr);
         self.server_pid.store(server.pid(), Ordering::SeqCst);
+        // A signal that came while the server was starting found no pid to stop.
+        if service::interrupted() {
+            bail!("interrupted");
+        }
         self.out.say(
             Actor::Drill,
             Some(true),

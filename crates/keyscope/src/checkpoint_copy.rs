@@ -69,6 +69,16 @@ impl std::str::FromStr for Target {
     }
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::File(path) => write!(f, "{}", path.display()),
+            Target::Https(url) => write!(f, "{url}"),
+            Target::Http { host, port, path } => write!(f, "http://{host}:{port}{path}"),
+        }
+    }
+}
+
 /// Sends or writes the checkpoint.
 pub fn publish(target: &Target, checkpoint: &Checkpoint) -> anyhow::Result<()> {
     let body = format!("{}\n", serde_json::to_string(checkpoint)?);

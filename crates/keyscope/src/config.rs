@@ -80,6 +80,13 @@ pub(crate) const ALERT_DEDUP_SECONDS: OptionSpec = spec(
 pub(crate) const LOG_FORMAT: OptionSpec = spec("log_format", "KEYSCOPE_LOG_FORMAT", Some("human"));
 pub(crate) const LOG_LEVEL: OptionSpec = spec("log_level", "KEYSCOPE_LOG_LEVEL", Some("info"));
 pub(crate) const METRICS_TOKEN: OptionSpec = secret("metrics_token", "KEYSCOPE_METRICS_TOKEN");
+pub(crate) const CHECKPOINT_COPY: OptionSpec =
+    secret("checkpoint_copy", "KEYSCOPE_CHECKPOINT_COPY");
+pub(crate) const CHECKPOINT_COPY_SECONDS: OptionSpec = spec(
+    "checkpoint_copy_seconds",
+    "KEYSCOPE_CHECKPOINT_COPY_SECONDS",
+    Some("60"),
+);
 pub(crate) const SHUTDOWN_GRACE_SECONDS: OptionSpec = spec(
     "shutdown_grace_seconds",
     "KEYSCOPE_SHUTDOWN_GRACE_SECONDS",
@@ -87,7 +94,7 @@ pub(crate) const SHUTDOWN_GRACE_SECONDS: OptionSpec = spec(
 );
 
 /// Every option the file may hold, in the order `config show` prints them.
-pub(crate) const OPTIONS: [&OptionSpec; 17] = [
+pub(crate) const OPTIONS: [&OptionSpec; 19] = [
     &DATA_DIR,
     &DATABASE_URL,
     &PUBLIC_URL,
@@ -104,6 +111,8 @@ pub(crate) const OPTIONS: [&OptionSpec; 17] = [
     &LOG_LEVEL,
     &METRICS_TOKEN,
     &SHUTDOWN_GRACE_SECONDS,
+    &CHECKPOINT_COPY,
+    &CHECKPOINT_COPY_SECONDS,
     &CONFIG_META,
 ];
 
@@ -458,6 +467,8 @@ pub(crate) struct UpSettings {
     pub log_level: Setting<tracing::Level>,
     pub metrics_token: Option<Setting<String>>,
     pub shutdown_grace_seconds: Setting<u32>,
+    pub checkpoint_copy: Option<Setting<crate::checkpoint_copy::Target>>,
+    pub checkpoint_copy_seconds: Setting<u32>,
 }
 
 impl UpSettings {
@@ -555,6 +566,23 @@ impl UpSettings {
             )?,
             metrics_token,
             shutdown_grace_seconds: number(&SHUTDOWN_GRACE_SECONDS, args.shutdown_grace_seconds)?,
+            checkpoint_copy: parse_setting(
+                &CHECKPOINT_COPY,
+                pick(&CHECKPOINT_COPY, args.checkpoint_copy.clone(), file)?,
+                |text| {
+                    // Not the parser's own message: it would repeat the URL.
+                    let target: crate::checkpoint_copy::Target = text.parse().map_err(|_| {
+                        "must be a file path or an http(s)://host[:port]/path URL without \
+                         credentials (the value is not shown)"
+                            .to_owned()
+                    })?;
+                    Ok(target)
+                },
+            )?,
+            checkpoint_copy_seconds: number(
+                &CHECKPOINT_COPY_SECONDS,
+                args.checkpoint_copy_seconds,
+            )?,
             location,
         })
     }
@@ -632,6 +660,16 @@ impl UpSettings {
                 Some(&self.shutdown_grace_seconds),
                 number,
             ),
+            row(
+                &CHECKPOINT_COPY,
+                self.checkpoint_copy.as_ref(),
+                |t: &crate::checkpoint_copy::Target| t.to_string(),
+            ),
+            row(
+                &CHECKPOINT_COPY_SECONDS,
+                Some(&self.checkpoint_copy_seconds),
+                number,
+            ),
         ];
         rows.push(master_key_row(&location.data_dir.value));
         rows
@@ -663,6 +701,10 @@ fn master_key_row(data_dir: &Path) -> (&'static str, String, String) {
 pub(crate) fn mask(spec: &OptionSpec, value: &str) -> String {
     if spec.key == METRICS_TOKEN.key {
         return "********".to_owned();
+    }
+    // A checkpoint copy may be a plain file path: nothing secret in it.
+    if spec.key == CHECKPOINT_COPY.key && !value.contains("://") {
+        return value.to_owned();
     }
     match reqwest::Url::parse(value) {
         Ok(mut url) if url.has_host() => {

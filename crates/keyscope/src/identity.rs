@@ -117,6 +117,15 @@ pub struct UpArgs {
     /// [env: KEYSCOPE_METRICS_TOKEN]
     #[arg(long, value_name = "TOKEN")]
     pub metrics_token: Option<String>,
+    /// Keep a copy of the latest signed audit checkpoint outside this machine: a file, or an
+    /// http(s):// collector that receives it by POST, every --checkpoint-copy-seconds and at
+    /// shutdown [env: KEYSCOPE_CHECKPOINT_COPY]
+    #[arg(long, value_name = "FILE|URL")]
+    pub checkpoint_copy: Option<String>,
+    /// How often the checkpoint copy is refreshed (when the log grew)
+    /// [env: KEYSCOPE_CHECKPOINT_COPY_SECONDS] [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub checkpoint_copy_seconds: Option<u32>,
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish before the server
     /// stops anyway (the audit log is flushed either way)
     /// [env: KEYSCOPE_SHUTDOWN_GRACE_SECONDS] [default: 10]
@@ -542,8 +551,20 @@ async fn serve(settings: UpSettings) -> anyhow::Result<ExitCode> {
         config.signing_alg = alg;
     })
     .await?;
+    let copier = match (identity.audit(), &settings.checkpoint_copy) {
+        (AuditSink::Log(log), Some(target)) => Some(CheckpointCopier::start(
+            Arc::clone(log),
+            target.value.clone(),
+            std::time::Duration::from_secs(u64::from(settings.checkpoint_copy_seconds.value)),
+        )?),
+        _ => None,
+    };
     let result = run_server(&settings, &identity, listener, bound, rules).await;
     close(&identity).await;
+    // After the log is closed: the copy covers the very last batch.
+    if let Some(copier) = copier {
+        copier.stop();
+    }
     result?;
     tracing::info!("stopped; the audit log is closed");
     Ok(ExitCode::SUCCESS)
@@ -633,6 +654,57 @@ async fn run_server(
     };
     background.abort();
     result
+}
+
+/// Publishes the latest signed audit checkpoint to the configured copy target whenever the
+/// log has grown, every period, and once more when the server stops. Runs on its own thread
+/// (publishing blocks). A failure is logged (without the target's URL) and retried next time.
+struct CheckpointCopier {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl CheckpointCopier {
+    fn start(
+        log: Arc<AuditLog>,
+        target: crate::checkpoint_copy::Target,
+        period: std::time::Duration,
+    ) -> anyhow::Result<CheckpointCopier> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint-copy".into())
+            .spawn(move || {
+                let mut published = 0;
+                loop {
+                    let last = !matches!(
+                        stopped.recv_timeout(period),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    );
+                    if let Some(checkpoint) = log.latest_checkpoint()
+                        && checkpoint.size != published
+                    {
+                        match crate::checkpoint_copy::publish(&target, &checkpoint) {
+                            Ok(()) => published = checkpoint.size,
+                            Err(e) => tracing::warn!(
+                                error = %format!("{e:#}").split(" for url (").next().unwrap_or(""),
+                                "the audit checkpoint copy failed; retrying at the next period"
+                            ),
+                        }
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            })
+            .context("starting the checkpoint copy thread")?;
+        Ok(CheckpointCopier { stop, thread })
+    }
+
+    /// Publishes a last time and waits for it.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }
 
 /// A public URL naming a loopback address but another port than this server's is almost

@@ -742,3 +742,47 @@ fn up_refuses_to_start_with_an_alert_file_it_cannot_write_or_without_the_master_
     assert!(run.stderr.contains("no master key"), "{run:?}");
     assert!(!place.data_dir.join("master.key").exists());
 }
+
+#[test]
+fn the_server_keeps_a_checkpoint_copy_up_to_its_last_record() {
+    let dir = TempDir::new("up-checkpoint-copy");
+    let place = Place {
+        data_dir: dir.join("data"),
+        database_url: None,
+        master_key: Some(random_master_key()),
+    };
+    let copy = dir.join("elsewhere-checkpoint.json");
+    let server = Server::start(
+        &place,
+        "server",
+        &[
+            "--checkpoint-copy",
+            s(&copy),
+            "--checkpoint-copy-seconds",
+            "1",
+        ],
+        &dir,
+    );
+    // The periodic copy appears while the server runs.
+    wait_until(Duration::from_secs(30), "the first checkpoint copy", || {
+        copy.is_file()
+    });
+    place.ok(&["tenant", "create", "contoso"]);
+    assert_eq!(server.terminate(), 0);
+    // The last copy, written after the log closed, covers every record.
+    let checkpoint: Value = serde_json::from_slice(&fs::read(&copy).unwrap()).unwrap();
+    let records = audit_records(&place.data_dir);
+    assert_eq!(checkpoint["size"].as_u64(), Some(records.len() as u64));
+    let verify = Command::new(BIN)
+        .args([
+            "audit",
+            "verify",
+            "--data-dir",
+            s(&place.data_dir),
+            "--checkpoint",
+            s(&copy),
+        ])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+}

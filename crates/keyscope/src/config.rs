@@ -147,7 +147,8 @@ pub(crate) struct Setting<T> {
 }
 
 /// The configuration file, once read: its keys as text, relative paths already resolved.
-#[derive(Debug, Default)]
+/// Not `Debug`: values may be secrets.
+#[derive(Default)]
 pub(crate) struct ConfigFile {
     pub path: Option<PathBuf>,
     values: BTreeMap<String, String>,
@@ -360,7 +361,7 @@ fn any_text(text: &str) -> Result<String, String> {
 }
 
 /// Where the service keeps its state, resolved: what every command that opens the store uses.
-#[derive(Debug)]
+/// Not `Debug`: it holds secrets (database URL, tokens).
 pub(crate) struct Location {
     pub data_dir: Setting<PathBuf>,
     pub database_url: Option<Setting<String>>,
@@ -451,7 +452,7 @@ pub(crate) enum LogFormat {
 }
 
 /// Everything `keyscope up` runs with.
-#[derive(Debug)]
+/// Not `Debug`: it holds secrets (database URL, tokens).
 pub(crate) struct UpSettings {
     pub location: Location,
     pub listen: Setting<SocketAddr>,
@@ -874,6 +875,19 @@ mod tests {
         };
         let rules = path_setting(&RULES, None, &file).unwrap().unwrap();
         assert_eq!(rules.value, PathBuf::from("/srv/ks/rules.d"));
+    }
+
+    #[test]
+    fn arguments_never_print_their_secrets() {
+        let place = Place {
+            database_url: Some("postgres://ks:hunter2@db/keyscope".to_owned()),
+            ..Place::default()
+        };
+        let shown = format!("{place:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("********"),
+            "{shown}"
+        );
     }
 
     #[test]

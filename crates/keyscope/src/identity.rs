@@ -23,7 +23,7 @@ use crate::input::{print_json, read_bounded};
 
 /// Where the service keeps its state. Each also comes from its `KEYSCOPE_*` variable or the
 /// configuration file (see `crate::config`).
-#[derive(Args, Clone, Debug, Default)]
+#[derive(Args, Clone, Default)]
 pub struct Place {
     /// The data directory: SQLite database, master key, audit log, keyscope.toml
     /// [env: KEYSCOPE_DATA_DIR] [default: keyscope-data]
@@ -42,6 +42,21 @@ pub struct Place {
     /// exists]
     #[arg(long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// The database URL may hold a password: never printed.
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Place")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "********"),
+            )
+            .field("public_url", &self.public_url)
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 /// `--tenant NAME` or `--consumer`.
@@ -70,7 +85,7 @@ pub struct RealmFilter {
 
 /// `keyscope up` (and `config show`, which resolves the same options). No defaults here:
 /// `crate::config` applies flag, variable, file and default in that order.
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct UpArgs {
     #[command(flatten)]
     pub place: Place,
@@ -131,6 +146,22 @@ pub struct UpArgs {
     /// [env: KEYSCOPE_SHUTDOWN_GRACE_SECONDS] [default: 10]
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<u32>,
+}
+
+/// Secrets (metrics token, webhook and checkpoint-copy URLs) are never printed.
+impl std::fmt::Debug for UpArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "********");
+        f.debug_struct("UpArgs")
+            .field("place", &self.place)
+            .field("listen", &self.listen)
+            .field("rules", &self.rules)
+            .field("alert_file", &self.alert_file)
+            .field("alert_webhook", &hidden(&self.alert_webhook))
+            .field("metrics_token", &hidden(&self.metrics_token))
+            .field("checkpoint_copy", &hidden(&self.checkpoint_copy))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -91,7 +91,21 @@ pub fn publish(target: &Target, checkpoint: &Checkpoint) -> anyhow::Result<()> {
     }
 }
 
+/// How errors name an endpoint: scheme, host and port only. The path and query may carry a
+/// collector's token, and errors reach logs.
+fn endpoint_name(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", parsed.scheme()),
+            (Some(host), None) => format!("{}://{host}", parsed.scheme()),
+            _ => "(unparsable URL)".to_owned(),
+        },
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
 fn post_tls(url: &str, body: String) -> anyhow::Result<()> {
+    let name = endpoint_name(url);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,10 +126,11 @@ fn post_tls(url: &str, body: String) -> anyhow::Result<()> {
             .body(body)
             .send()
             .await
-            .with_context(|| format!("cannot reach the checkpoint endpoint {url}"))?;
+            .map_err(reqwest::Error::without_url)
+            .with_context(|| format!("cannot reach the checkpoint endpoint {name}"))?;
         let status = response.status();
         if !status.is_success() {
-            bail!("checkpoint endpoint {url} answered {}", status.as_u16());
+            bail!("checkpoint endpoint {name} answered {}", status.as_u16());
         }
         Ok(())
     })
@@ -153,14 +168,27 @@ fn post(host: &str, port: u16, path: &str, body: &str) -> anyhow::Result<()> {
         .and_then(|code| code.parse::<u16>().ok());
     match status {
         Some(code) if (200..300).contains(&code) => Ok(()),
-        Some(code) => bail!("checkpoint endpoint {host}:{port}{path} answered {code}"),
-        None => bail!("checkpoint endpoint {host}:{port}{path} gave no HTTP answer"),
+        Some(code) => bail!("checkpoint endpoint http://{host}:{port} answered {code}"),
+        None => bail!("checkpoint endpoint http://{host}:{port} gave no HTTP answer"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_endpoints_without_path_or_query() {
+        assert_eq!(
+            endpoint_name("https://collector.example:8443/ingest?token=s3cret"),
+            "https://collector.example:8443"
+        );
+        assert_eq!(
+            endpoint_name("https://collector.example/x/y"),
+            "https://collector.example"
+        );
+        assert_eq!(endpoint_name("not a url"), "(unparsable URL)");
+    }
 
     #[test]
     fn targets_parse() {

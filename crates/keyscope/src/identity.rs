@@ -717,7 +717,8 @@ impl CheckpointCopier {
                         match crate::checkpoint_copy::publish(&target, &checkpoint) {
                             Ok(()) => published = checkpoint.size,
                             Err(e) => tracing::warn!(
-                                error = %format!("{e:#}").split(" for url (").next().unwrap_or(""),
+                                // The copier's errors name the endpoint without path or query.
+                                error = %format!("{e:#}"),
                                 "the audit checkpoint copy failed; retrying at the next period"
                             ),
                         }

@@ -595,16 +595,18 @@ fn a_closed_stdout_ends_a_command_quietly() {
     for name in keyscope_env() {
         command.env_remove(name);
     }
-    let mut child = command
+    // A pipe whose reader is gone before the child starts (as with `| head -0` once head
+    // has exited): closing it after spawn would race with the child's first write, which
+    // the pipe buffer would then accept.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = command
         .current_dir(&dir.0)
         .args(["config", "show"])
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    // The reader goes away before the first line (as `| head -0` would).
-    drop(child.stdout.take());
-    let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(141), "{stderr}");
